@@ -1,0 +1,150 @@
+"""Every Workers KV call the Worker makes, counted.
+
+The binding is used through its Python-facing methods (``get``, ``put``,
+``list``, ``delete`` taking option dicts), which the Workers SDK provides in
+production and an in-memory stand-in provides in tests.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from .jobs import InvalidRecord, Job, parse_timestamp
+
+logger = logging.getLogger("jobqueue.store")
+
+KEY_PREFIX = "job:"
+# Records expire a day after their last write, so the namespace stays small.
+RECORD_TTL_SECONDS = 24 * 60 * 60
+# KV accepts at most one write per second to the same key.
+MIN_SECONDS_BETWEEN_WRITES = 1.0
+# Delays before the second and third try of a write that KV rejected with 429.
+RATE_LIMIT_BACKOFF_SECONDS = (1.0, 2.0)
+# KV rejects metadata over 1024 bytes; a shortened target keeps the summary well below.
+SUMMARY_TARGET_CHARS = 100
+
+
+class StoreError(Exception):
+    """A KV operation failed."""
+
+
+class RateLimited(StoreError):
+    """KV kept rejecting writes to one key with 429 after every backoff."""
+
+
+@dataclass
+class OperationCounts:
+    """KV operations made through one store, by the kinds KV prices separately."""
+
+    reads: int = 0
+    writes: int = 0
+    lists: int = 0
+    deletes: int = 0
+
+
+def job_key(job_id: str) -> str:
+    return KEY_PREFIX + job_id
+
+
+def summarize(job: Job) -> dict[str, Any]:
+    """Return the small summary kept in the key's metadata, so a list call can show jobs."""
+    return {
+        "status": job.status.value,
+        "type": job.type.value,
+        "attempts": job.attempts,
+        "target": job.target[:SUMMARY_TARGET_CHARS],
+        "enqueuedAt": job.enqueued_at,
+        "updatedAt": job.updated_at,
+    }
+
+
+class JobStore:
+    """Job records in a KV namespace, one key per job."""
+
+    def __init__(
+        self,
+        kv: Any,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._kv = kv
+        self._sleep = sleep
+        self._clock = clock
+        self.counts = OperationCounts()
+        # key -> time of its last write known here, to keep writes a second apart.
+        self._last_write: dict[str, float] = {}
+
+    async def load(self, job_id: str) -> Job | None:
+        """Read a job record with one KV read; return None when there is none."""
+        key = job_key(job_id)
+        self.counts.reads += 1
+        try:
+            text = await self._kv.get(key)
+        except Exception as error:
+            raise StoreError(f"KV read of {key} failed: {error}") from error
+        if text is None:
+            return None
+
+        try:
+            job = Job.from_json(json.loads(text))
+        except (ValueError, InvalidRecord) as error:
+            raise StoreError(f"KV value of {key} is not a job record: {error}") from error
+        # updatedAt is cut to whole milliseconds, so the write was up to 1 ms later.
+        self._last_write[key] = parse_timestamp(job.updated_at).timestamp() + 0.001
+        return job
+
+    async def save(self, job: Job) -> None:
+        """Write a job record with its summary, a second after the key's last write.
+
+        A write rejected with 429 is tried again after each delay of
+        RATE_LIMIT_BACKOFF_SECONDS; then RateLimited is raised.
+        """
+        key = job_key(job.id)
+        value = json.dumps(job.to_json(), ensure_ascii=False, separators=(",", ":"))
+        options = {"expirationTtl": RECORD_TTL_SECONDS, "metadata": summarize(job)}
+        await self._wait_for_write_slot(key)
+
+        for backoff in (*RATE_LIMIT_BACKOFF_SECONDS, None):
+            self.counts.writes += 1
+            try:
+                await self._kv.put(key, value, options)
+            except Exception as error:
+                if not _is_rate_limit(error):
+                    raise StoreError(f"KV write of {key} failed: {error}") from error
+                if backoff is None:
+                    raise RateLimited(f"KV kept rejecting writes to {key} with 429: {error}") from error
+                logger.warning("KV write of %s was rate limited (%s); trying again in %.0f s", key, error, backoff)
+                await self._sleep(backoff)
+                continue
+            self._last_write[key] = self._clock()
+            return
+
+    async def delete(self, job_id: str) -> None:
+        key = job_key(job_id)
+        await self._wait_for_write_slot(key)
+        self.counts.deletes += 1
+        try:
+            await self._kv.delete(key)
+        except Exception as error:
+            raise StoreError(f"KV delete of {key} failed: {error}") from error
+
+    async def _wait_for_write_slot(self, key: str) -> None:
+        # The last write may come from another invocation (the record's
+        # updatedAt), so clocks of two machines are compared here. A skew
+        # between them can still bring a 429, which save() then backs off from.
+        last_write = self._last_write.get(key)
+        if last_write is None:
+            return
+        wait = last_write + MIN_SECONDS_BETWEEN_WRITES - self._clock()
+        if wait > 0:
+            await self._sleep(wait)
+
+
+def _is_rate_limit(error: Exception) -> bool:
+    # KV's binding raises a plain Error whose message carries the HTTP status,
+    # for example "KV PUT failed: 429 Too Many Requests".
+    return "429" in str(error)
