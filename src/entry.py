@@ -5,11 +5,11 @@ in a Worker.
 """
 
 import logging
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from workers import Response, WorkerEntrypoint
 
-from jobqueue.api import HttpRequest, JobsApi
+from jobqueue.api import HttpRequest, JobsApi, Protection
 from jobqueue.config import Settings, load_settings
 from jobqueue.consumer import process_batch
 from jobqueue.errors import PayloadTooLarge
@@ -25,14 +25,19 @@ DEAD_LETTER_SUFFIX = "-dlq"
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         js_request = request.js_object
+        url = urlsplit(str(js_request.url))
         headers = {name.lower(): value for name, value in request.headers.items()}
+        query: dict[str, str] = {}
+        for name, value in parse_qsl(url.query, keep_blank_values=True):
+            query.setdefault(name, value)
         http_request = HttpRequest(
             method=str(js_request.method),
-            path=urlsplit(str(js_request.url)).path,
+            path=url.path,
             headers=headers,
+            query=query,
             read_body=lambda limit: _read_body(js_request, headers.get("content-length"), limit),
         )
-        api = JobsApi(JobStore(self.env.JOBS), self.env.JOBS_QUEUE, self._settings)
+        api = JobsApi(JobStore(self.env.JOBS), self.env.JOBS_QUEUE, self._settings, self._protection())
         response = await api.handle(http_request)
         return Response(response.body, status=response.status, headers=response.headers)
 
@@ -45,6 +50,19 @@ class Default(WorkerEntrypoint):
         logger.info("batch of %d messages from %s", len(messages), queue_name)
         await process_batch(
             messages, JobStore(self.env.JOBS), settings, dead_letter=queue_name.endswith(DEAD_LETTER_SUFFIX)
+        )
+
+    def _protection(self) -> Protection:
+        # Both guards are off unless the deployment adds the secret or the binding.
+        limiter = getattr(self.env, "JOBS_RATE_LIMITER", None)
+
+        async def allow_request(key: str) -> bool:
+            outcome = await limiter.limit({"key": key})
+            return bool(outcome["success"])
+
+        return Protection(
+            api_token=getattr(self.env, "API_TOKEN", None) or None,
+            allow_request=allow_request if limiter else None,
         )
 
     def _settings(self) -> Settings:

@@ -21,8 +21,9 @@ class ApiClient:
         self.settings = settings or Settings()
         self.store = JobStore(self.kv, sleep=self.clock.sleep, clock=self.clock.time)
         self.api = JobsApi(self.store, self.queue, lambda: self.settings)
+        self.headers: dict[str, str] = {}
 
-    def call(self, method: str, path: str, body: bytes | str | None = None):
+    def call(self, method: str, path: str, body: bytes | str | None = None, query: dict[str, str] | None = None):
         raw = body.encode() if isinstance(body, str) else (body or b"")
 
         async def read_body(limit: int) -> bytes:
@@ -30,7 +31,8 @@ class ApiClient:
                 raise PayloadTooLarge(f"request body must be at most {limit} bytes")
             return raw
 
-        response = asyncio.run(self.api.handle(HttpRequest(method, path, read_body)))
+        request = HttpRequest(method, path, read_body, headers=dict(self.headers), query=query or {})
+        response = asyncio.run(self.api.handle(request))
         return response.status, json.loads(response.body), response.headers
 
     def post_job(self, data: Any):

@@ -109,8 +109,9 @@ def test_unknown_path_is_not_found(client, path):
 
 
 @pytest.mark.parametrize(("method", "path", "allow"), [
-    ("GET", "/jobs", "POST"),
-    ("PUT", "/jobs", "POST"),
+    ("PUT", "/jobs", "GET, HEAD, POST"),
+    ("DELETE", "/jobs", "GET, HEAD, POST"),
+    ("GET", "/jobs/00000000-0000-4000-8000-000000000000/retry", "POST"),
     ("DELETE", "/jobs/00000000-0000-4000-8000-000000000000", "GET, HEAD"),
     ("POST", "/jobs/00000000-0000-4000-8000-000000000000", "GET, HEAD"),
     ("POST", "/", "GET, HEAD"),
@@ -127,7 +128,7 @@ def test_root_describes_the_api(client):
     status, body, _ = client.call("GET", "/")
 
     assert status == 200
-    assert set(body["endpoints"]) == {"POST /jobs", "GET /jobs/{id}"}
+    assert set(body["endpoints"]) == {"POST /jobs", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/retry"}
 
 
 @pytest.mark.parametrize(("raw", "code"), [

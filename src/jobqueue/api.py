@@ -3,19 +3,24 @@
 import json
 import logging
 import re
+from _operator import _compare_digest  # hmac.compare_digest without importing hashlib
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from .config import ConfigError, Settings
 from .errors import (
     ApiError,
+    Conflict,
     EnqueueFailed,
     InvalidConfig,
+    InvalidQuery,
     MethodNotAllowed,
     NotFound,
+    RateLimited,
     StorageUnavailable,
+    Unauthorized,
 )
-from .jobs import Job, new_job_id, utc_now
+from .jobs import Job, JobStatus, new_job_id, utc_now
 from .messages import JobMessage
 from .store import JobStore, StoreError
 from .validation import parse_new_job
@@ -24,7 +29,10 @@ logger = logging.getLogger("jobqueue.api")
 
 # A job request is a few hundred bytes; anything past this is refused unread.
 MAX_BODY_BYTES = 16 * 1024
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000  # the most keys one KV list call returns
 _JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_STATUSES = ", ".join(status.value for status in JobStatus)
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
 
 
@@ -37,6 +45,7 @@ class HttpRequest:
     # Returns the body, or raises PayloadTooLarge once it passes the given number of bytes.
     read_body: Callable[[int], Awaitable[bytes]]
     headers: dict[str, str] = field(default_factory=dict)  # names in lower case
+    query: dict[str, str] = field(default_factory=dict)  # the first value of each parameter
 
 
 @dataclass
@@ -55,13 +64,31 @@ def error_response(error: ApiError) -> HttpResponse:
     return json_response(error.status, {"error": error.message, "code": error.code}, error.headers)
 
 
-class JobsApi:
-    """Routes requests to handlers; the producer is the queue binding's ``send``."""
+@dataclass
+class Protection:
+    """Optional guards for a public deployment; both are off when unset."""
 
-    def __init__(self, store: JobStore, producer: Any, load_settings: Callable[[], Settings]):
+    # When set, POST routes require "Authorization: Bearer <api_token>".
+    api_token: str | None = None
+    # When set, called with the client's address before a job is created;
+    # returns False once the client is past its limit.
+    allow_request: Callable[[str], Awaitable[bool]] | None = None
+
+
+class JobsApi:
+    """Routes requests to handlers; the producer is the queue binding, used through ``send``."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        producer: Any,
+        load_settings: Callable[[], Settings],
+        protection: Protection | None = None,
+    ):
         self._store = store
         self._producer = producer
         self._load_settings = load_settings
+        self._protection = protection or Protection()
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -88,24 +115,31 @@ class JobsApi:
         if path == "/":
             _allow(method, ["GET", "HEAD"])
             return json_response(200, _API_DESCRIPTION)
+
         if path == "/jobs":
-            _allow(method, ["POST"])
-            return await self._create_job(request)
-        if path.startswith("/jobs/") and "/" not in path[len("/jobs/"):]:
+            _allow(method, ["GET", "HEAD", "POST"])
+            if method == "POST":
+                self._authorize(request)
+                await self._check_rate_limit(request)
+                return await self._create_job(request)
+            return await self._list_jobs(request.query)
+
+        parts = path.split("/")
+        if len(parts) == 3 and parts[1] == "jobs":
             _allow(method, ["GET", "HEAD"])
-            return await self._get_job(path[len("/jobs/"):])
+            return await self._get_job(parts[2])
+        if len(parts) == 4 and parts[1] == "jobs" and parts[3] == "retry":
+            _allow(method, ["POST"])
+            self._authorize(request)
+            return await self._retry_job(parts[2])
+
         raise NotFound(f"no route for {_shorten(path)}; see GET / for the API")
 
     async def _create_job(self, request: HttpRequest) -> HttpResponse:
         new_job = parse_new_job(await request.read_body(MAX_BODY_BYTES))
         job = Job.create(new_job.job_type, new_job.target, new_job_id(), utc_now())
 
-        try:
-            await self._store.save(job)
-        except StoreError as error:
-            logger.error("job %s: storing the new record failed: %s", job.id, error)
-            raise StorageUnavailable("the job could not be stored; try again") from error
-
+        await self._save(job, "storing the new record")
         try:
             await self._producer.send(JobMessage.for_job(job).to_body())
         except Exception as error:
@@ -113,7 +147,7 @@ class JobsApi:
             await self._discard(job)
             raise EnqueueFailed("the job could not be enqueued; nothing was kept, try again") from error
 
-        logger.info("job %s: enqueued as queued (attempt 0)", job.id)
+        logger.info("job %s: created as queued (attempt 0)", job.id)
         return json_response(201, job.to_json(), {"Location": f"/jobs/{job.id}"})
 
     async def _discard(self, job: Job) -> None:
@@ -126,6 +160,55 @@ class JobsApi:
             logger.error("job %s: deleting the record of a job that was not enqueued failed: %s", job.id, error)
 
     async def _get_job(self, job_id: str) -> HttpResponse:
+        job = await self._load(job_id)
+        return json_response(200, job.to_json())
+
+    async def _list_jobs(self, query: dict[str, str]) -> HttpResponse:
+        status = query.get("status") or None
+        if status is not None and status not in {member.value for member in JobStatus}:
+            raise InvalidQuery(f"status must be one of {_STATUSES}; got {_shorten(status)!r}")
+        limit = _parse_limit(query.get("limit"))
+        cursor = query.get("cursor") or None
+
+        try:
+            page = await self._store.list_summaries(limit, cursor)
+        except StoreError as error:
+            logger.error("listing jobs failed: %s", error)
+            raise StorageUnavailable("the jobs could not be listed; try again, or start again without cursor") from error
+
+        # The filter applies to the page KV returned, so a filtered page can
+        # hold fewer than `limit` jobs, even none, while more pages follow.
+        summaries = [s for s in page.summaries if status is None or s.get("status") == status]
+        return json_response(200, {"jobs": summaries, "cursor": page.cursor})
+
+    async def _retry_job(self, job_id: str) -> HttpResponse:
+        job = await self._load(job_id)
+        if job.status is not JobStatus.FAILED:
+            raise Conflict(f"job {job_id} is {job.status.value}; only a failed job can be retried")
+
+        failed_record = Job.from_json(job.to_json())
+        transition = job.retry_manually(utc_now())
+        await self._save(job, "storing the manual retry")
+        try:
+            await self._producer.send(JobMessage.for_job(job).to_body())
+        except Exception as error:
+            logger.error("job %s: sending the retry message failed: %s", job.id, error)
+            await self._restore(failed_record)
+            raise EnqueueFailed("the retry could not be enqueued; the job stays failed, try again") from error
+
+        logger.info("job %s: %s -> %s (manual retry after attempt %d)",
+                    job.id, transition.from_status.value, transition.to_status.value, transition.attempt)
+        return json_response(202, job.to_json())
+
+    async def _restore(self, failed_record: Job) -> None:
+        try:
+            await self._store.save(failed_record)
+        except StoreError as error:
+            logger.error("job %s: restoring the failed record after a failed retry failed; "
+                         "it shows queued with no message: %s", failed_record.id, error)
+
+    async def _load(self, job_id: str) -> Job:
+        # An id that cannot be a job id costs no KV read.
         if not _JOB_ID.fullmatch(job_id):
             raise NotFound(f"no job with id {_shorten(job_id)}")
         try:
@@ -135,12 +218,45 @@ class JobsApi:
             raise StorageUnavailable("the job could not be read; try again") from error
         if job is None:
             raise NotFound(f"no job with id {job_id}; records expire 24 hours after their last change")
-        return json_response(200, job.to_json())
+        return job
+
+    async def _save(self, job: Job, action: str) -> None:
+        try:
+            await self._store.save(job)
+        except StoreError as error:
+            logger.error("job %s: %s failed: %s", job.id, action, error)
+            raise StorageUnavailable("the job could not be stored; try again") from error
+
+    def _authorize(self, request: HttpRequest) -> None:
+        token = self._protection.api_token
+        if not token:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, credentials = given.partition(" ")
+        if scheme.lower() != "bearer" or not _compare_digest(credentials.strip().encode(), token.encode()):
+            raise Unauthorized("this route needs the header Authorization: Bearer <API_TOKEN>")
+
+    async def _check_rate_limit(self, request: HttpRequest) -> None:
+        allow_request = self._protection.allow_request
+        if allow_request is None:
+            return
+        client = request.headers.get("cf-connecting-ip", "unknown")
+        if not await allow_request(client):
+            logger.warning("client %s is past the job creation rate limit", client)
+            raise RateLimited("too many jobs created from this address; wait a minute and try again")
 
 
 def _allow(method: str, allowed: list[str]) -> None:
     if method not in allowed:
         raise MethodNotAllowed(method, allowed)
+
+
+def _parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_PAGE_SIZE
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise InvalidQuery(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}; got {_shorten(raw)!r}")
+    return int(raw)
 
 
 def _shorten(text: str, limit: int = 80) -> str:
@@ -152,6 +268,8 @@ _API_DESCRIPTION = {
     "description": "Enqueue simulated jobs on a Cloudflare Queue and follow them through Workers KV.",
     "endpoints": {
         "POST /jobs": 'Enqueue a job. Body: {"type": "resize" | "fetch", "target": "<1 to 500 characters>"}. Answers 201 with the job.',
+        "GET /jobs": "List jobs, newest first: ?status=queued|processing|done|failed&limit=1..1000&cursor=<from the previous page>.",
         "GET /jobs/{id}": "Return a job: status queued, processing, done or failed, attempts, result or error, and history.",
+        "POST /jobs/{id}/retry": "Queue a failed job again with a fresh cycle of attempts.",
     },
 }

@@ -28,6 +28,19 @@ class InvalidTarget(ApiError):
     code = "INVALID_TARGET"
 
 
+class InvalidQuery(ApiError):
+    status = 400
+    code = "INVALID_QUERY"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "UNAUTHORIZED"
+
+    def __init__(self, message: str):
+        super().__init__(message, {"WWW-Authenticate": 'Bearer realm="queue-job-visualizer"'})
+
+
 class NotFound(ApiError):
     status = 404
     code = "NOT_FOUND"
@@ -42,9 +55,19 @@ class MethodNotAllowed(ApiError):
         super().__init__(f"method {method} is not allowed here; use {allow}", {"Allow": allow})
 
 
+class Conflict(ApiError):
+    status = 409
+    code = "CONFLICT"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"
+
+
+class RateLimited(ApiError):
+    status = 429
+    code = "RATE_LIMITED"
 
 
 class EnqueueFailed(ApiError):

@@ -61,6 +61,14 @@ def summarize(job: Job) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class SummaryPage:
+    """One page of job summaries from a single KV list call, newest job first."""
+
+    summaries: list[dict[str, Any]]
+    cursor: str | None  # None on the last page
+
+
 class JobStore:
     """Job records in a KV namespace, one key per job."""
 
@@ -122,6 +130,30 @@ class JobStore:
                 continue
             self._last_write[key] = self._clock()
             return
+
+    async def list_summaries(self, limit: int, cursor: str | None = None) -> SummaryPage:
+        """List up to ``limit`` jobs with one KV list call, from the summaries in key metadata.
+
+        KV lists keys in lexicographic order and job ids start with a
+        descending timestamp, so the newest jobs come first. KV lists are
+        eventually consistent: a job written in the last minute or so may be
+        missing, or show an older summary, when listed from another location.
+        """
+        options: dict[str, Any] = {"prefix": KEY_PREFIX, "limit": limit}
+        if cursor:
+            options["cursor"] = cursor
+        self.counts.lists += 1
+        try:
+            page = await self._kv.list(options)
+        except Exception as error:
+            raise StoreError(f"KV list of {KEY_PREFIX}* failed: {error}") from error
+
+        summaries = []
+        for key in page["keys"]:
+            metadata = key.get("metadata") or {}
+            summaries.append({"id": key["name"][len(KEY_PREFIX):], **metadata})
+        next_cursor = None if page.get("list_complete", True) else page.get("cursor")
+        return SummaryPage(summaries, next_cursor or None)
 
     async def delete(self, job_id: str) -> None:
         key = job_key(job_id)
