@@ -5,6 +5,7 @@ import logging
 import re
 from _operator import _compare_digest  # hmac.compare_digest without importing hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from .config import ConfigError, Settings
@@ -84,7 +85,9 @@ class JobsApi:
         producer: Any,
         load_settings: Callable[[], Settings],
         protection: Protection | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ):
+        self._clock = clock
         self._store = store
         self._producer = producer
         self._load_settings = load_settings
@@ -137,7 +140,9 @@ class JobsApi:
 
     async def _create_job(self, request: HttpRequest) -> HttpResponse:
         new_job = parse_new_job(await request.read_body(MAX_BODY_BYTES))
-        job = Job.create(new_job.job_type, new_job.target, new_job_id(), utc_now())
+        now = self._clock()
+        job_id = new_job_id(now_ms=int(now.timestamp() * 1000))
+        job = Job.create(new_job.job_type, new_job.target, job_id, now)
 
         await self._save(job, "storing the new record")
         try:
@@ -187,7 +192,7 @@ class JobsApi:
             raise Conflict(f"job {job_id} is {job.status.value}; only a failed job can be retried")
 
         failed_record = Job.from_json(job.to_json())
-        transition = job.retry_manually(utc_now())
+        transition = job.retry_manually(self._clock())
         await self._save(job, "storing the manual retry")
         try:
             await self._producer.send(JobMessage.for_job(job).to_body())

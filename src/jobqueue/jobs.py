@@ -70,7 +70,8 @@ def new_job_id(now_ms: int | None = None) -> str:
 
     The first 48 bits are the creation time in milliseconds counted down from
     the largest 48-bit value, so KV, which lists keys in lexicographic order,
-    lists jobs newest first. The remaining 74 free bits are random.
+    lists jobs newest first. The remaining 74 free bits are random, so jobs
+    created in the same millisecond list in no particular order.
     """
     if now_ms is None:
         now_ms = time.time_ns() // 1_000_000
