@@ -1,0 +1,134 @@
+// The objects the Python Worker receives as `env` bindings and as `ctx`.
+//
+// The Workers SDK's _EnvWrapper (workers/rpc.py) wraps a binding only when
+// its JS constructor name is one it knows ("KvNamespace", "WorkerQueue", ...);
+// the wrapper is what turns Python dicts passed as options into JS objects.
+// So each binding here is a class with workerd's name for it that delegates
+// to Miniflare's real implementation.
+
+import { randomBytes } from "node:crypto";
+import { encodeQueueMessage, sealEnvelope } from "./queue-messages.mjs";
+
+/** A Workers KV namespace, backed by Miniflare's local KV. */
+export class KvNamespace {
+  #namespace;
+
+  constructor(namespace) {
+    this.#namespace = namespace;
+  }
+
+  get(key, options) {
+    return this.#namespace.get(key, options);
+  }
+
+  getWithMetadata(key, options) {
+    return this.#namespace.getWithMetadata(key, options);
+  }
+
+  put(key, value, options) {
+    return this.#namespace.put(key, value, options);
+  }
+
+  list(options) {
+    return this.#namespace.list(options);
+  }
+
+  delete(key) {
+    return this.#namespace.delete(key);
+  }
+}
+
+/**
+ * A Queue producer binding.
+ *
+ * Messages go to Miniflare's queue broker through its real producer, wrapped
+ * in an envelope that also carries the message's id and timestamp, and each
+ * is written to the runtime's queue journal first, so that messages survive
+ * a restart even though the broker keeps them in memory only.
+ */
+export class WorkerQueue {
+  #queueName;
+  #producer;
+  #journal;
+  #defaults;
+
+  /**
+   * `defaults.contentType` is the serialisation a send without contentType
+   * uses ("json" when the compatibility flag queues_json_messages is on, as
+   * it is from 2024-03-18). `defaults.deliveryDelay` is the producer's
+   * delivery_delay in seconds.
+   */
+  constructor(queueName, producer, journal, defaults) {
+    this.#queueName = queueName;
+    this.#producer = producer;
+    this.#journal = journal;
+    this.#defaults = defaults;
+  }
+
+  async send(body, options = {}) {
+    const message = this.#prepare(body, options.contentType, options.delaySeconds);
+    return this.#producer.send(message.envelope, { contentType: "bytes", delaySeconds: message.delaySeconds });
+  }
+
+  async sendBatch(messages, options = {}) {
+    const prepared = Array.from(messages, (message) =>
+      this.#prepare(message.body, message.contentType, message.delaySeconds ?? options.delaySeconds),
+    );
+    return this.#producer.sendBatch(
+      prepared.map(({ envelope, delaySeconds }) => ({ body: envelope, contentType: "bytes", delaySeconds })),
+    );
+  }
+
+  #prepare(body, contentType, delaySeconds) {
+    const delay = delaySeconds ?? this.#defaults.deliveryDelay ?? 0;
+    const entry = {
+      id: randomBytes(16).toString("hex"), // the broker's own id format
+      queue: this.#queueName,
+      timestamp: Date.now(),
+      attempts: 0,
+      availableAt: Date.now() + delay * 1000,
+      payload: encodeQueueMessage(body, contentType ?? this.#defaults.contentType),
+    };
+    // NOTE: a send the broker then rejects (too large, invalid delay) stays
+    // in the journal and is offered to the broker again after a restart.
+    this.#journal.put(entry);
+    return { envelope: sealEnvelope(entry), delaySeconds: delaySeconds ?? this.#defaults.deliveryDelay };
+  }
+}
+
+/**
+ * The `ctx` of one event. workerd's patchWaitUntil only patches objects whose
+ * toString tag is ExecutionContext, so this class has that tag.
+ */
+export class ExecutionContext {
+  #pending = new Set();
+  #onError;
+
+  constructor(onError) {
+    this.#onError = onError;
+  }
+
+  get [Symbol.toStringTag]() {
+    return "ExecutionContext";
+  }
+
+  get props() {
+    return {};
+  }
+
+  waitUntil(promise) {
+    const tracked = Promise.resolve(promise)
+      .catch(this.#onError)
+      .finally(() => this.#pending.delete(tracked));
+    this.#pending.add(tracked);
+  }
+
+  passThroughOnException() {
+    // There is no origin behind the offline runtime to pass a request on to.
+  }
+
+  /** Resolves once every promise given to waitUntil so far has settled. */
+  async settled() {
+    while (this.#pending.size > 0) await Promise.all(this.#pending);
+  }
+}

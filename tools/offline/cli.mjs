@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// `npm run dev:offline -- --port 8787`: runs the Python Worker of
+// wrangler.toml locally without the download that wrangler dev needs.
+
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { loadWorkerConfig } from "./config.mjs";
+import { startRuntime } from "./runtime.mjs";
+
+const USAGE = `Usage: npm run dev:offline -- [options]
+
+Runs the Python Worker of wrangler.toml in Pyodide on Node, with Miniflare's
+local KV and Queues, listening on 127.0.0.1 only.
+
+Options:
+  --port PORT         port to listen on; 0 picks a free one (default 8787)
+  --config FILE       wrangler configuration (default wrangler.toml)
+  --entry FILE        Python entry file instead of wrangler.toml's main
+  --var NAME=VALUE    set a var, overriding wrangler.toml's [vars]; repeatable
+  --persist-to DIR    folder for KV and queue state (default .wrangler/state,
+                      next to the configuration file)
+  --help              show this text`;
+
+function parseOptions(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: "string", default: "8787" },
+      config: { type: "string", default: "wrangler.toml" },
+      entry: { type: "string" },
+      var: { type: "string", multiple: true, default: [] },
+      "persist-to": { type: "string" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`--port must be an integer from 0 to 65535, got ${values.port}`);
+  }
+  const vars = {};
+  for (const assignment of values.var) {
+    const separator = assignment.indexOf("=");
+    if (separator < 1) throw new Error(`--var must look like NAME=VALUE, got ${assignment}`);
+    vars[assignment.slice(0, separator)] = assignment.slice(separator + 1);
+  }
+  return {
+    port,
+    configPath: path.resolve(values.config),
+    entry: values.entry === undefined ? undefined : path.resolve(values.entry),
+    vars,
+    persistTo: values["persist-to"],
+  };
+}
+
+async function main() {
+  const started = performance.now();
+  let options;
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (error) {
+    console.error(`${error.message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+
+  // Nothing needs a graceful stop: the queue journal is written as it goes,
+  // and Miniflare's exit hook stops its workerd when the process exits.
+  // Registered before Miniflare starts, so these run before its own handlers.
+  const stop = (signal) => {
+    console.log(`[offline:info] ${signal} received, stopping`);
+    process.exit(0);
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+
+  const config = loadWorkerConfig(options.configPath, { entry: options.entry, vars: options.vars });
+  const persistDir = path.resolve(config.projectRoot, options.persistTo ?? path.join(".wrangler", "state"));
+  const runtime = await startRuntime({ config, port: options.port, persistDir });
+
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  runtime.log.info(`${config.name}: ${path.relative(process.cwd(), config.entryPath)} started in ${seconds} s, state in ${persistDir}`);
+  // The same line wrangler dev prints, without its log prefix, for scripts that wait for it.
+  console.log(`Ready on ${runtime.url.href.replace(/\/$/, "")}`);
+}
+
+main().catch((error) => {
+  console.error(`The offline runtime failed to start: ${error?.stack ?? error}`);
+  process.exit(1);
+});

@@ -1,0 +1,131 @@
+// Wires the pieces together: Miniflare for HTTP, KV and the queue broker,
+// Pyodide for the Worker, and the queue journal for messages across restarts.
+
+import { STATUS_CODES } from "node:http";
+import path from "node:path";
+import { Log, LogLevel } from "miniflare";
+import { KvNamespace, WorkerQueue } from "./bindings.mjs";
+import { startPlatform } from "./platform.mjs";
+import { loadInterpreter, PythonWorker } from "./python.mjs";
+import { QueueConsumer } from "./queue-consumer.mjs";
+import { QueueJournal } from "./queue-journal.mjs";
+import { findWorkerModules, findWorkersSdk } from "./sdk.mjs";
+
+/**
+ * Starts the Worker of `config` (from loadWorkerConfig) on 127.0.0.1:`port`
+ * with state under `persistDir`. Resolves once it accepts requests, to
+ * {url, stop}.
+ */
+export async function startRuntime({ config, port, persistDir }) {
+  const log = new Log(LogLevel.INFO, { prefix: "offline" });
+  const sdk = findWorkersSdk(config.projectRoot);
+  const bundleRoot = path.dirname(config.entryPath);
+  const modules = findWorkerModules(bundleRoot);
+  const mainModule = path.basename(config.entryPath, ".py");
+  const journal = new QueueJournal(path.join(persistDir, "v3", "offline-queues", "journal.jsonl"), log);
+
+  // Requests and batches can arrive before the Worker is imported; they wait.
+  let workerReady;
+  const worker = new Promise((resolve, reject) => (workerReady = { resolve, reject }));
+  worker.catch(() => {}); // a failed start is reported by the await below
+  let consumer;
+
+  const interpreter = loadInterpreter(log);
+  interpreter.catch(() => {});
+  const platform = await startPlatform({
+    config,
+    host: "127.0.0.1",
+    port,
+    persistDir,
+    // Miniflare's own notices (a message moved to a dead-letter queue, ...);
+    // the runtime logs requests and batches itself.
+    log: new Log(LogLevel.WARN, { prefix: "offline" }),
+    onFetch: (request) => handleFetch(request, worker, log),
+    onQueue: async (request) => {
+      try {
+        const verdicts = await consumer.deliver(await request.json(), async (batch) => (await worker).queue(batch));
+        return Response.json(verdicts);
+      } catch (error) {
+        // The edge worker then throws, and the broker redelivers the batch.
+        log.error(`running a queue batch failed: ${error?.stack ?? error}`);
+        return new Response(String(error?.message ?? error), { status: 500 });
+      }
+    },
+  });
+
+  try {
+    const env = { ...config.vars };
+    for (const [binding, namespace] of Object.entries(platform.kvNamespaces)) {
+      env[binding] = new KvNamespace(namespace);
+    }
+    for (const producer of config.producers) {
+      env[producer.binding] = new WorkerQueue(producer.queue, platform.producers[producer.binding], journal, {
+        contentType: platform.flags.queues_json_messages ? "json" : "v8",
+        deliveryDelay: producer.deliveryDelay,
+      });
+    }
+    consumer = new QueueConsumer({
+      config,
+      journal,
+      log,
+      sendToQueue: (queueName, envelope, delaySeconds) =>
+        platform.queueSenders[queueName].send(envelope, { contentType: "bytes", delaySeconds }),
+    });
+
+    const pythonWorker = await PythonWorker.start({
+      pyodide: await interpreter,
+      sdk,
+      bundleRoot,
+      modules,
+      mainModule,
+      flags: platform.flags,
+      env,
+      log,
+    });
+    workerReady.resolve(pythonWorker);
+
+    const replayed = await consumer.replayJournal();
+    if (replayed > 0) log.info(`queued ${replayed} unacknowledged messages again from ${persistDir}`);
+  } catch (error) {
+    workerReady.reject(error);
+    await platform.mf.dispose();
+    throw error;
+  }
+
+  return {
+    url: platform.url,
+    log,
+    stop: () => platform.mf.dispose(),
+  };
+}
+
+async function handleFetch(incoming, worker, log) {
+  const started = performance.now();
+  const url = new URL(incoming.url);
+
+  // Miniflare hands over its own Request subclass, whose constructor name
+  // ("_Request") the SDK would not recognise as a Request.
+  const hasBody = incoming.method !== "GET" && incoming.method !== "HEAD";
+  const request = new Request(incoming.url, {
+    method: incoming.method,
+    headers: incoming.headers,
+    body: hasBody ? incoming.body : null,
+    duplex: "half",
+    redirect: incoming.redirect,
+  });
+  if (incoming.cf !== undefined) Object.defineProperty(request, "cf", { value: incoming.cf });
+
+  let response;
+  try {
+    response = await (await worker).fetch(request);
+  } catch (error) {
+    log.error(`${incoming.method} ${url.pathname}${url.search} threw: ${error?.message ?? error}`);
+    // What Cloudflare sends a non-browser client when a Worker throws.
+    response = new Response("error code: 1101", { status: 500, headers: { "content-type": "text/plain" } });
+  }
+
+  const elapsed = Math.round(performance.now() - started);
+  const statusText = response.statusText || STATUS_CODES[response.status] || "";
+  log.info(`${incoming.method} ${url.pathname}${url.search} ${response.status} ${statusText} (${elapsed}ms)`);
+  return response;
+}
