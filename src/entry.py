@@ -41,7 +41,10 @@ class Default(WorkerEntrypoint):
         response = await api.handle(http_request)
         return Response(response.body, status=response.status, headers=response.headers)
 
-    async def queue(self, batch):
+    async def queue(self, batch, env=None, ctx=None):
+        # workerd calls a class entrypoint's queue() with (batch, env, ctx),
+        # env and ctx being undefined because they were given to __init__, and
+        # the SDK passes them on, so the method must accept them.
         # Invalid vars raise here, so the platform retries the whole batch
         # until they are fixed or the messages reach the dead-letter queue.
         settings = self._settings()
