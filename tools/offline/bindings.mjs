@@ -1,9 +1,9 @@
 // The objects the Python Worker receives as `env` bindings and as `ctx`.
 //
 // The Workers SDK's _EnvWrapper (workers/rpc.py) wraps a binding only when
-// its JS constructor name is one it knows ("KvNamespace", "WorkerQueue", ...);
-// the wrapper is what turns Python dicts passed as options into JS objects.
-// So each binding here is a class with workerd's name for it that delegates
+// its JS constructor name is in its list ("KvNamespace", "WorkerQueue", ...),
+// and that wrapper converts Python dicts passed as options into JS objects.
+// So each binding here is a class named as workerd names it, which delegates
 // to Miniflare's real implementation.
 
 import { randomBytes } from "node:crypto";
@@ -41,10 +41,10 @@ export class KvNamespace {
 /**
  * A Queue producer binding.
  *
- * Messages go to Miniflare's queue broker through its real producer, wrapped
- * in an envelope that also carries the message's id and timestamp, and each
- * is written to the runtime's queue journal first, so that messages survive
- * a restart even though the broker keeps them in memory only.
+ * Each message is written to the runtime's queue journal first, so that it
+ * survives a restart although the broker keeps messages in memory only. Then
+ * it goes to Miniflare's queue broker through the real producer, in an
+ * envelope that also carries the message's id and timestamp.
  */
 export class WorkerQueue {
   #queueName;

@@ -1,6 +1,6 @@
 // Starts Miniflare (the local platform inside wrangler dev) with the Worker's
 // bindings and queue consumers from wrangler.toml. Miniflare serves HTTP,
-// stores KV and runs the queue broker; the Python Worker runs in Node.
+// stores KV and runs the queue broker, while the Python Worker runs in Node.
 
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,8 +11,8 @@ const PROBE_WORKER = "offline-compat-probe";
 
 /**
  * Starts Miniflare listening on `host`:`port` (0 picks a free port), with KV
- * stored under `persistDir`. `onFetch(request)` and `onQueue(request)` answer
- * the edge worker's service bindings. Returns the Miniflare instance, its
+ * stored under `persistDir`. `onFetch(request)` and `onQueue(request)` handle
+ * the requests of the edge worker's service bindings. Returns the Miniflare instance, its
  * URL, the compatibility flags, and the bindings the Python Worker gets.
  */
 export async function startPlatform({ config, host, port, persistDir, log, onFetch, onQueue }) {

@@ -17,7 +17,7 @@ const PYODIDE_DIR = path.dirname(fileURLToPath(import.meta.resolve("pyodide")));
 const BUNDLE_DIR = "/session/metadata";
 const VENDOR_DIR = `${BUNDLE_DIR}/python_modules`;
 
-/** Loads Pyodide with Python's output forwarded to `log`; takes a few seconds. */
+/** Loads Pyodide and forwards Python's output to `log`. This takes a few seconds. */
 export async function loadInterpreter(log) {
   const pyodide = await loadPyodide({ indexURL: PYODIDE_DIR + path.sep });
   pyodide.setStdout({ batched: (line) => log.log(line) });
@@ -79,8 +79,8 @@ export class PythonWorker {
 
   /** Runs the Worker's queue for a QueueController. */
   async queue(batch) {
-    // Not relaxed: unlike fetch, queue(self, batch) without env and ctx
-    // parameters raises TypeError here, as it does in workerd.
+    // workerd does not call queue relaxed, so a queue(self, batch) without
+    // env and ctx parameters raises TypeError here, as it does there.
     await this.#invoke(false, "queue", [batch, undefined, undefined], {
       // Without the flag queue_consumer_no_wait_for_wait_until, workerd
       // reports a batch's outcome only once its waitUntil promises settle.
@@ -177,13 +177,13 @@ function patchWaitUntil(ctx) {
   if (Object.prototype.toString.call(ctx) !== "[object ExecutionContext]" || patchedContexts.has(ctx)) return;
   const originalWaitUntil = ctx.waitUntil.bind(ctx);
   ctx.waitUntil = (promise) => {
-    const kept = typeof promise?.copy === "function" ? promise.copy() : promise;
+    const proxyCopy = typeof promise?.copy === "function" ? promise.copy() : promise;
     originalWaitUntil(
       (async () => {
         try {
-          await kept;
+          await proxyCopy;
         } finally {
-          kept?.destroy?.();
+          proxyCopy?.destroy?.();
         }
       })(),
     );

@@ -1,10 +1,10 @@
 // The MessageBatch a Python Worker's queue() receives.
 //
-// The classes carry workerd's JS names (QueueController for the batch and
-// QueueMessage for each message; MessageBatch and Message are only their
-// TypeScript names), and BatchResult records ack and retry calls with the
-// rules of workerd v1.20260426.1 (src/workerd/api/queue.c++, QueueEventResult):
-// the first of ack() and retry() on a message wins, ackAll() and retryAll()
+// The classes carry workerd's JS names: QueueController for the batch and
+// QueueMessage for each message (MessageBatch and Message are only their
+// TypeScript names). BatchResult records ack and retry calls with the rules
+// of workerd v1.20260426.1 (src/workerd/api/queue.c++, QueueEventResult).
+// The first of ack() and retry() on a message wins, ackAll() and retryAll()
 // exclude each other, and an ignored call logs the warning workerd logs.
 
 export class BatchResult {
@@ -93,7 +93,7 @@ export class BatchResult {
   }
 }
 
-/** One delivered message; `delivery` holds id, timestamp (ms), body and attempts. */
+/** One delivered message. `delivery` contains id, timestamp (ms), body and attempts. */
 export class QueueMessage {
   #delivery;
   #result;

@@ -76,9 +76,10 @@ export class QueueConsumer {
     }
 
     const elapsed = Math.round(performance.now() - started);
+    const labels = { acked: "acked", retried: "retried", deadLettered: "dead-lettered", dropped: "dropped" };
     const details = Object.entries(counts)
       .filter(([, count]) => count > 0)
-      .map(([name, count]) => `${count} ${name}`)
+      .map(([name, count]) => `${count} ${labels[name]}`)
       .join(", ");
     this.#log.info(`QUEUE ${queue} batch of ${deliveries.length}: ${details} (${elapsed}ms)`);
     return { retries };
@@ -94,7 +95,7 @@ export class QueueConsumer {
     for (const entry of entries) {
       const consumer = this.#consumer(entry.queue, false);
       if (consumer === undefined) {
-        this.#log.warn(`message ${entry.id} is for queue ${entry.queue}, which has no consumer here; dropped`);
+        this.#log.warn(`Dropped message "${entry.id}" of queue "${entry.queue}": wrangler.toml has no consumer for that queue`);
         this.#journal.delete(entry.id);
         continue;
       }
@@ -159,7 +160,7 @@ export class QueueConsumer {
   }
 
   #consumer(queue, required = true) {
-    const consumer = this.#config.consumers.find((c) => c.queue === queue);
+    const consumer = this.#config.consumers.find((candidate) => candidate.queue === queue);
     if (consumer === undefined && required) throw new Error(`no [[queues.consumers]] entry for queue ${queue}`);
     return consumer;
   }

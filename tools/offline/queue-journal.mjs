@@ -2,9 +2,9 @@
 //
 // Miniflare's queue broker keeps messages in memory only (miniflare
 // 4.20260426.0, "in-memory only at the moment"), so a restart of wrangler dev
-// loses every queued message. Production Queues keep them, so this runtime
-// writes each message here when it is sent and removes it once the consumer
-// acknowledges it (or it is dropped); at start it offers what is left to the
+// loses every queued message. Production Queues keep them. So this runtime
+// writes each message here when it is sent, and removes it once the consumer
+// acknowledges it or it is dropped. At start it sends what is left to the
 // broker again.
 //
 // The file is append-only JSON lines, one operation per line, written with a
@@ -14,7 +14,7 @@
 import fs from "node:fs";
 import path from "node:path";
 
-// Rewrite the file once it holds this many operations more than live entries.
+// Rewrite the file once it contains this many operations more than live entries.
 const COMPACT_AFTER_OPERATIONS = 5000;
 
 export class QueueJournal {
@@ -30,7 +30,7 @@ export class QueueJournal {
     this.#compact();
   }
 
-  /** Entries in the order they were first written, oldest first. */
+  /** Returns the entries in the order they were first written, oldest first. */
   entries() {
     return [...this.#entries.values()];
   }

@@ -4,7 +4,7 @@
 // Bodies follow workerd v1.20260426.1 (src/workerd/api/queue.c++,
 // serialize() and deserialize()): "text" needs a string, "bytes" an
 // ArrayBufferView, "json" goes through JSON, and "v8" through the structured
-// clone algorithm, for which Node's v8 serializer stands in.
+// clone algorithm, for which Node's v8 serializer is used.
 
 import v8 from "node:v8";
 
@@ -33,7 +33,7 @@ export function encodeQueueMessage(body, contentType) {
   return v8.serialize({ contentType: type, data });
 }
 
-/** Returns the body a consumer sees for a payload made by encodeQueueMessage. */
+/** Returns the body that a consumer receives for a payload made by encodeQueueMessage. */
 export function decodeQueueMessage(payload) {
   const { contentType, data } = v8.deserialize(payload);
   if (contentType === "json") return JSON.parse(data);

@@ -24,7 +24,7 @@ export async function startRuntime({ config, port, persistDir }) {
   const mainModule = path.basename(config.entryPath, ".py");
   const journal = new QueueJournal(path.join(persistDir, "v3", "offline-queues", "journal.jsonl"), log);
 
-  // Requests and batches can arrive before the Worker is imported; they wait.
+  // Requests and batches that arrive before the Worker is imported wait for it.
   let workerReady;
   const worker = new Promise((resolve, reject) => (workerReady = { resolve, reject }));
   worker.catch(() => {}); // a failed start is reported by the await below
@@ -37,8 +37,8 @@ export async function startRuntime({ config, port, persistDir }) {
     host: "127.0.0.1",
     port,
     persistDir,
-    // Miniflare's own notices (a message moved to a dead-letter queue, ...);
-    // the runtime logs requests and batches itself.
+    // Miniflare's own warnings, such as a message moved to a dead-letter
+    // queue. The runtime logs requests and batches itself.
     log: new Log(LogLevel.WARN, { prefix: "offline" }),
     onFetch: (request) => handleFetch(request, worker, log),
     onQueue: async (request) => {

@@ -11,7 +11,7 @@ const SDK_DISTRIBUTION = "workers-runtime-sdk";
  * Returns the installed workers-runtime-sdk: {version, sitePackages, files},
  * with `files` relative to site-packages, as its dist-info RECORD lists them.
  *
- * Throws when .venv holds no single copy of it, or one whose version differs
+ * Throws when .venv contains no single copy of it, or one whose version differs
  * from the pin in pyproject.toml's dev group; scripts/setup fixes both.
  */
 export function findWorkersSdk(projectRoot) {
