@@ -67,16 +67,31 @@ export class WorkerQueue {
 
   async send(body, options = {}) {
     const message = this.#prepare(body, options.contentType, options.delaySeconds);
-    return this.#producer.send(message.envelope, { contentType: "bytes", delaySeconds: message.delaySeconds });
+    return this.#forgetOnFailure([message], () =>
+      this.#producer.send(message.envelope, { contentType: "bytes", delaySeconds: message.delaySeconds }),
+    );
   }
 
   async sendBatch(messages, options = {}) {
     const prepared = Array.from(messages, (message) =>
       this.#prepare(message.body, message.contentType, message.delaySeconds ?? options.delaySeconds),
     );
-    return this.#producer.sendBatch(
-      prepared.map(({ envelope, delaySeconds }) => ({ body: envelope, contentType: "bytes", delaySeconds })),
+    return this.#forgetOnFailure(prepared, () =>
+      this.#producer.sendBatch(
+        prepared.map(({ envelope, delaySeconds }) => ({ body: envelope, contentType: "bytes", delaySeconds })),
+      ),
     );
+  }
+
+  // A send the broker rejected (too large, invalid delay) must not come back
+  // from the journal after a restart.
+  async #forgetOnFailure(prepared, send) {
+    try {
+      return await send();
+    } catch (error) {
+      for (const { id } of prepared) this.#journal.delete(id);
+      throw error;
+    }
   }
 
   #prepare(body, contentType, delaySeconds) {
@@ -89,10 +104,8 @@ export class WorkerQueue {
       availableAt: Date.now() + delay * 1000,
       payload: encodeQueueMessage(body, contentType ?? this.#defaults.contentType),
     };
-    // NOTE: a send the broker then rejects (too large, invalid delay) stays
-    // in the journal and is offered to the broker again after a restart.
     this.#journal.put(entry);
-    return { envelope: sealEnvelope(entry), delaySeconds: delaySeconds ?? this.#defaults.deliveryDelay };
+    return { id: entry.id, envelope: sealEnvelope(entry), delaySeconds: delaySeconds ?? this.#defaults.deliveryDelay };
   }
 }
 
