@@ -6,24 +6,14 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { loadPyodide } from "pyodide";
 import { ExecutionContext } from "./bindings.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const PYODIDE_DIR = path.dirname(fileURLToPath(import.meta.resolve("pyodide")));
 
 // workerd's layout: the Worker's modules, with the vendored packages
 // (python_modules/, where pywrangler puts the SDK) below them.
 const BUNDLE_DIR = "/session/metadata";
 const VENDOR_DIR = `${BUNDLE_DIR}/python_modules`;
-
-/** Loads Pyodide and forwards Python's output to `log`. This takes a few seconds. */
-export async function loadInterpreter(log) {
-  const pyodide = await loadPyodide({ indexURL: PYODIDE_DIR + path.sep });
-  pyodide.setStdout({ batched: (line) => log.log(line) });
-  pyodide.setStderr({ batched: (line) => log.log(line) });
-  return pyodide;
-}
 
 export class PythonWorker {
   #defaultClass;
