@@ -15,7 +15,7 @@ import { findWorkerModules, findWorkersSdk } from "./sdk.mjs";
 /**
  * Starts the Worker of `config` (from loadWorkerConfig) on 127.0.0.1:`port`
  * with state under `persistDir`. Resolves once it accepts requests, to
- * {url, stop}.
+ * {url, log, stop}.
  */
 export async function startRuntime({ config, port, persistDir }) {
   const log = new Log(LogLevel.INFO, { prefix: "offline" });
@@ -121,7 +121,8 @@ async function handleFetch(incoming, worker, log) {
     response = await (await worker).fetch(request);
   } catch (error) {
     log.error(`${incoming.method} ${url.pathname}${url.search} threw: ${error?.message ?? error}`);
-    // What Cloudflare sends a non-browser client when a Worker throws.
+    // Cloudflare reports an uncaught exception as error 1101 ("Worker threw
+    // exception") with status 500; the traceback goes to the log only.
     response = new Response("error code: 1101", { status: 500, headers: { "content-type": "text/plain" } });
   }
 
