@@ -61,6 +61,32 @@ export function loadWorkerConfig(configPath, overrides = {}) {
 
   const vars = { ...(toml.vars ?? {}), ...(overrides.vars ?? {}) };
 
+  let assets;
+  if (toml.assets !== undefined) {
+    const { directory, binding, html_handling, not_found_handling, run_worker_first } = toml.assets;
+    if (typeof directory !== "string" || directory === "") {
+      fail("[assets] directory is missing; set it to the folder of files to serve");
+    }
+    const assetsDirectory = path.resolve(projectRoot, directory);
+    if (!fs.statSync(assetsDirectory, { throwIfNoEntry: false })?.isDirectory()) {
+      fail(`the assets directory ${assetsDirectory} does not exist`);
+    }
+    // The Python Worker's env is built in Node, where Miniflare's ASSETS
+    // binding does not reach.
+    if (binding !== undefined) {
+      fail("[assets] binding is not supported by the offline runtime; remove it, or run pywrangler dev (scripts/dev)");
+    }
+    if (run_worker_first !== undefined && typeof run_worker_first !== "boolean") {
+      fail("[assets] run_worker_first must be true or false, because the offline runtime does not support route lists");
+    }
+    assets = {
+      directory: assetsDirectory,
+      htmlHandling: html_handling,
+      notFoundHandling: not_found_handling,
+      runWorkerFirst: run_worker_first,
+    };
+  }
+
   return {
     name: toml.name ?? "worker",
     projectRoot,
@@ -71,5 +97,6 @@ export function loadWorkerConfig(configPath, overrides = {}) {
     producers,
     consumers,
     vars,
+    assets,
   };
 }

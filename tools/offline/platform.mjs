@@ -62,6 +62,18 @@ export async function startPlatform({ config, host, port, persistDir, log, onFet
           ]),
         ),
         serviceBindings: { OFFLINE_FETCH: onFetch, OFFLINE_QUEUE: onQueue },
+        // Miniflare's asset worker, as in wrangler dev: a request for a file
+        // in the directory is served from it, with the directory's _headers
+        // and _redirects applied (Miniflare 4.20260426.0 parses both), and
+        // any other request reaches the edge worker.
+        assets: config.assets && {
+          directory: config.assets.directory,
+          routerConfig: { has_user_worker: true, invoke_user_worker_ahead_of_assets: config.assets.runWorkerFirst },
+          assetConfig: {
+            html_handling: config.assets.htmlHandling,
+            not_found_handling: config.assets.notFoundHandling,
+          },
+        },
       },
       {
         // Reports workerd's compatibility flag object for the Worker's date
