@@ -10,15 +10,20 @@ import v8 from "node:v8";
 
 const CONTENT_TYPES = new Set(["text", "bytes", "json", "v8"]);
 
-/** Serialises a message body as `contentType` would; throws TypeError as workerd does. */
+/** Serialises a message body for `contentType`, throwing TypeError where workerd does. */
 export function encodeQueueMessage(body, contentType) {
   if (body === undefined) throw new TypeError("Message body cannot be undefined");
   const type = String(contentType).toLowerCase();
   if (!CONTENT_TYPES.has(type)) throw new TypeError(`Unsupported queue message content type: ${contentType}`);
 
+  // Text and JSON are kept as UTF-8, as workerd sends them, so that their
+  // size counts against the broker's limit as it does in production.
   let data = body;
-  if (type === "text" && typeof body !== "string") {
-    throw new TypeError(`Content Type "text" requires a value of type string, but received: ${typeof body}`);
+  if (type === "text") {
+    if (typeof body !== "string") {
+      throw new TypeError(`Content Type "text" requires a value of type string, but received: ${typeof body}`);
+    }
+    data = new TextEncoder().encode(body);
   }
   if (type === "bytes") {
     if (!ArrayBuffer.isView(body)) {
@@ -27,8 +32,9 @@ export function encodeQueueMessage(body, contentType) {
     data = new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
   }
   if (type === "json") {
-    data = JSON.stringify(body);
-    if (data === undefined) throw new TypeError(`Message body of type ${typeof body} cannot be serialized to JSON`);
+    const json = JSON.stringify(body);
+    if (json === undefined) throw new TypeError(`Message body of type ${typeof body} cannot be serialized to JSON`);
+    data = new TextEncoder().encode(json);
   }
   return v8.serialize({ contentType: type, data });
 }
@@ -36,7 +42,8 @@ export function encodeQueueMessage(body, contentType) {
 /** Returns the body that a consumer receives for a payload made by encodeQueueMessage. */
 export function decodeQueueMessage(payload) {
   const { contentType, data } = v8.deserialize(payload);
-  if (contentType === "json") return JSON.parse(data);
+  if (contentType === "text") return new TextDecoder().decode(data);
+  if (contentType === "json") return JSON.parse(new TextDecoder().decode(data));
   if (contentType === "bytes") return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
   return data;
 }
