@@ -38,6 +38,20 @@ def test_producer_sends_to_consumed_queue():
     assert producer["queue"] == "queue-job-visualizer"
 
 
+def test_deployed_sdk_pin_matches_dev_pin():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deployed = [r for r in pyproject["project"]["dependencies"] if r.startswith("workers-runtime-sdk")]
+    developed = [r for r in pyproject["dependency-groups"]["dev"] if r.startswith("workers-runtime-sdk")]
+
+    assert deployed == developed
+    assert deployed[0].startswith("workers-runtime-sdk==")
+
+
+def test_compatibility_date_uses_vendored_sdk():
+    # From 2026-04-21 workerd loads the SDK that pywrangler vendors, not its own.
+    assert CONFIG["compatibility_date"] >= "2026-04-21"
+
+
 def test_wrangler_dry_run_accepts_config(tmp_path):
     result = subprocess.run(
         ["npx", "--no-install", "wrangler", "deploy", "--dry-run", "--outdir", str(tmp_path)],
