@@ -42,9 +42,10 @@ class Default(WorkerEntrypoint):
         return Response(response.body, status=response.status, headers=response.headers)
 
     async def queue(self, batch, env=None, ctx=None):
-        # workerd calls a class entrypoint's queue() with (batch, env, ctx),
-        # env and ctx being undefined because they were given to __init__, and
-        # the SDK passes them on, so the method must accept them.
+        # workerd calls a class entrypoint's queue() with (batch, env, ctx).
+        # env and ctx are undefined because __init__ received them, but the SDK
+        # still passes them on, so the method must accept them.
+
         # Invalid vars raise here, so the platform retries the whole batch
         # until they are fixed or the messages reach the dead-letter queue.
         settings = self._settings()

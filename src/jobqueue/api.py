@@ -28,10 +28,10 @@ from .validation import parse_new_job
 
 logger = logging.getLogger("jobqueue.api")
 
-# A job request is a few hundred bytes; anything past this is refused unread.
+# A job request is a few hundred bytes, so a larger body is rejected unread.
 MAX_BODY_BYTES = 16 * 1024
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000  # the most keys one KV list call returns
+MAX_PAGE_SIZE = 1000  # the maximum number of keys one KV list call returns
 _JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _STATUSES = ", ".join(status.value for status in JobStatus)
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
@@ -236,8 +236,8 @@ class JobsApi:
         token = self._protection.api_token
         if not token:
             return
-        given = request.headers.get("authorization", "")
-        scheme, _, credentials = given.partition(" ")
+        header = request.headers.get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not _compare_digest(credentials.strip().encode(), token.encode()):
             raise Unauthorized("this route needs the header Authorization: Bearer <API_TOKEN>")
 

@@ -2,7 +2,7 @@
 
 
 class ApiError(Exception):
-    """An error answered as ``{"error": message, "code": code}`` with an HTTP status."""
+    """An error returned to the client as ``{"error": message, "code": code}`` with an HTTP status."""
 
     status = 500
     code = "INTERNAL_ERROR"

@@ -17,7 +17,7 @@ class JobType(StrEnum):
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its lifecycle; the values are the API's strings."""
+    """A job's stage in its lifecycle; the values are the API's strings."""
 
     QUEUED = "queued"  # waiting for a delivery, first or retried
     PROCESSING = "processing"  # a consumer has started an attempt

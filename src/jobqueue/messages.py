@@ -1,4 +1,4 @@
-"""The body of a queue message that asks the consumer to run a job."""
+"""The body of the queue message that starts a cycle of attempts of a job."""
 
 from dataclasses import dataclass
 from typing import Any

@@ -178,5 +178,5 @@ class JobStore:
 
 def _is_rate_limit(error: Exception) -> bool:
     # KV's binding raises a plain Error whose message carries the HTTP status,
-    # for example "KV PUT failed: 429 Too Many Requests".
+    # for example "KV PUT failed: 429 Too Many Requests" (workerd's api/kv.c++).
     return "429" in str(error)
