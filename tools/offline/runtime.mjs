@@ -15,9 +15,15 @@ import { findWorkerModules, findWorkersSdk } from "./sdk.mjs";
 /**
  * Starts the Worker of `config` (from loadWorkerConfig) on 127.0.0.1:`port`
  * with state under `persistDir`. Resolves once it accepts requests, to
- * {url, log, stop}.
+ * {url, log, worker, stop}, where `worker` is the PythonWorker, whose
+ * handlers a benchmark can call in-process.
+ *
+ * `wrapBinding(name, binding)`, when given, returns the object the Worker
+ * gets for each KV and queue producer binding, for example one that counts
+ * calls. The SDK wraps a binding only when its JS constructor name is
+ * workerd's ("KvNamespace", "WorkerQueue"), so the returned object needs it.
  */
-export async function startRuntime({ config, port, persistDir }) {
+export async function startRuntime({ config, port, persistDir, wrapBinding = (name, binding) => binding }) {
   const log = new Log(LogLevel.INFO, { prefix: "offline" });
   const sdk = findWorkersSdk(config.projectRoot);
   const bundleRoot = path.dirname(config.entryPath);
@@ -57,13 +63,14 @@ export async function startRuntime({ config, port, persistDir }) {
   try {
     const env = { ...config.vars };
     for (const [binding, namespace] of Object.entries(platform.kvNamespaces)) {
-      env[binding] = new KvNamespace(namespace);
+      env[binding] = wrapBinding(binding, new KvNamespace(namespace));
     }
     for (const producer of config.producers) {
-      env[producer.binding] = new WorkerQueue(producer.queue, platform.producers[producer.binding], journal, {
+      const queue = new WorkerQueue(producer.queue, platform.producers[producer.binding], journal, {
         contentType: platform.flags.queues_json_messages ? "json" : "v8",
         deliveryDelay: producer.deliveryDelay,
       });
+      env[producer.binding] = wrapBinding(producer.binding, queue);
     }
     consumer = new QueueConsumer({
       config,
@@ -96,6 +103,7 @@ export async function startRuntime({ config, port, persistDir }) {
   return {
     url: platform.url,
     log,
+    worker: await worker,
     stop: () => platform.mf.dispose(),
   };
 }
