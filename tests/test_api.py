@@ -115,6 +115,7 @@ def test_unknown_path_is_not_found(client, path):
     ("DELETE", "/jobs/00000000-0000-4000-8000-000000000000", "GET, HEAD"),
     ("POST", "/jobs/00000000-0000-4000-8000-000000000000", "GET, HEAD"),
     ("POST", "/", "GET, HEAD"),
+    ("POST", "/api", "GET, HEAD"),
 ])
 def test_wrong_method_is_405_with_allow(client, method, path, allow):
     status, body, headers = client.call(method, path)
@@ -124,11 +125,12 @@ def test_wrong_method_is_405_with_allow(client, method, path, allow):
     assert headers["Allow"] == allow
 
 
-def test_root_describes_the_api(client):
-    status, body, _ = client.call("GET", "/")
+@pytest.mark.parametrize("path", ["/api", "/"])
+def test_api_route_describes_the_api(client, path):
+    status, body, _ = client.call("GET", path)
 
     assert status == 200
-    assert set(body["endpoints"]) == {"POST /jobs", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/retry"}
+    assert set(body["endpoints"]) == {"GET /", "POST /jobs", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/retry"}
 
 
 @pytest.mark.parametrize(("raw", "code"), [

@@ -115,7 +115,8 @@ class JobsApi:
 
     async def _route(self, request: HttpRequest) -> HttpResponse:
         method, path = request.method, request.path
-        if path == "/":
+        # The page in public/ answers "/" where static assets are deployed.
+        if path in ("/", "/api"):
             _allow(method, ["GET", "HEAD"])
             return json_response(200, _API_DESCRIPTION)
 
@@ -136,7 +137,7 @@ class JobsApi:
             self._authorize(request)
             return await self._retry_job(parts[2])
 
-        raise NotFound(f"no route for {_shorten(path)}; see GET / for the API")
+        raise NotFound(f"no route for {_shorten(path)}; see GET /api for the API")
 
     async def _create_job(self, request: HttpRequest) -> HttpResponse:
         new_job = parse_new_job(await request.read_body(MAX_BODY_BYTES))
@@ -272,6 +273,7 @@ _API_DESCRIPTION = {
     "name": "queue-job-visualizer",
     "description": "Enqueue simulated jobs on a Cloudflare Queue and follow them through Workers KV.",
     "endpoints": {
+        "GET /": "The visualizer page.",
         "POST /jobs": 'Enqueue a job. Body: {"type": "resize" | "fetch", "target": "<1 to 500 characters>"}. Answers 201 with the job.',
         "GET /jobs": "List jobs, newest first: ?status=queued|processing|done|failed&limit=1..1000&cursor=<from the previous page>.",
         "GET /jobs/{id}": "Return a job: status queued, processing, done or failed, attempts, result or error, and history.",

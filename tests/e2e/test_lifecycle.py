@@ -259,6 +259,7 @@ def test_error_response(base_url, method, path, body, status, code):
     ("PUT", "/jobs", "GET, HEAD, POST"),
     ("DELETE", "/jobs/00000000-0000-4000-8000-000000000000", "GET, HEAD"),
     ("GET", "/jobs/00000000-0000-4000-8000-000000000000/retry", "POST"),
+    ("POST", "/api", "GET, HEAD"),
 ])
 def test_wrong_method_is_405_with_allow(base_url, method, path, allow):
     status, headers, answer = request(base_url, method, path)
@@ -266,6 +267,14 @@ def test_wrong_method_is_405_with_allow(base_url, method, path, allow):
     assert status == 405, answer
     assert answer["code"] == "METHOD_NOT_ALLOWED"
     assert headers["Allow"] == allow
+
+
+def test_api_description_is_json(base_url):
+    status, headers, answer = request(base_url, "GET", "/api")
+
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/json")
+    assert "POST /jobs" in answer["endpoints"]
 
 
 def test_body_over_limit_is_413(base_url):
