@@ -9,32 +9,42 @@
 import { randomBytes } from "node:crypto";
 import { encodeQueueMessage, sealEnvelope } from "./queue-messages.mjs";
 
-/** A Workers KV namespace, backed by Miniflare's local KV. */
+/**
+ * A Workers KV namespace, backed by Miniflare's local KV. Every call goes
+ * through `faults`, the fault injection hooks of faults.mjs, when given.
+ */
 export class KvNamespace {
   #namespace;
+  #faults;
 
-  constructor(namespace) {
+  constructor(namespace, faults = undefined) {
     this.#namespace = namespace;
+    this.#faults = faults;
   }
 
   get(key, options) {
-    return this.#namespace.get(key, options);
+    return this.#call("GET", key, () => this.#namespace.get(key, options));
   }
 
   getWithMetadata(key, options) {
-    return this.#namespace.getWithMetadata(key, options);
+    return this.#call("GET", key, () => this.#namespace.getWithMetadata(key, options));
   }
 
   put(key, value, options) {
-    return this.#namespace.put(key, value, options);
+    return this.#call("PUT", key, () => this.#namespace.put(key, value, options), options);
   }
 
   list(options) {
-    return this.#namespace.list(options);
+    return this.#call("LIST", options?.prefix ?? "", () => this.#namespace.list(options));
   }
 
   delete(key) {
-    return this.#namespace.delete(key);
+    return this.#call("DELETE", key, () => this.#namespace.delete(key));
+  }
+
+  #call(method, key, operation, options) {
+    if (this.#faults === undefined) return operation();
+    return this.#faults.kvCall(method, key, operation, options);
   }
 }
 
@@ -51,28 +61,40 @@ export class WorkerQueue {
   #producer;
   #journal;
   #defaults;
+  #faults;
 
   /**
    * `defaults.contentType` is the serialisation a send without contentType
    * uses ("json" when the compatibility flag queues_json_messages is on, as
    * it is from 2024-03-18). `defaults.deliveryDelay` is the producer's
-   * delivery_delay in seconds.
+   * delivery_delay in seconds. `faults` is as for KvNamespace.
    */
-  constructor(queueName, producer, journal, defaults) {
+  constructor(queueName, producer, journal, defaults, faults = undefined) {
     this.#queueName = queueName;
     this.#producer = producer;
     this.#journal = journal;
     this.#defaults = defaults;
+    this.#faults = faults;
   }
 
   async send(body, options = {}) {
+    if (this.#faults !== undefined) return this.#faults.queueSend("send", () => this.#send(body, options));
+    return this.#send(body, options);
+  }
+
+  async sendBatch(messages, options = {}) {
+    if (this.#faults !== undefined) return this.#faults.queueSend("sendBatch", () => this.#sendBatch(messages, options));
+    return this.#sendBatch(messages, options);
+  }
+
+  async #send(body, options) {
     const message = this.#prepare(body, options.contentType, options.delaySeconds);
     return this.#forgetOnFailure([message], () =>
       this.#producer.send(message.envelope, { contentType: "bytes", delaySeconds: message.delaySeconds }),
     );
   }
 
-  async sendBatch(messages, options = {}) {
+  async #sendBatch(messages, options) {
     const prepared = Array.from(messages, (message) =>
       this.#prepare(message.body, message.contentType, message.delaySeconds ?? options.delaySeconds),
     );

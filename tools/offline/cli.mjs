@@ -5,7 +5,11 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { loadWorkerConfig } from "./config.mjs";
+import { FAULTS, parseFaultOptions } from "./faults.mjs";
 import { startRuntime } from "./runtime.mjs";
+
+const HELP_COLUMN = 30;
+const HELP_WIDTH = 79;
 
 const USAGE = `Usage: npm run dev:offline -- [options]
 
@@ -19,7 +23,35 @@ Options:
   --var NAME=VALUE    set a var, overriding wrangler.toml's [vars]; repeatable
   --persist-to DIR    folder for KV and queue state (default .wrangler/state,
                       next to the configuration file)
-  --help              show this text`;
+  --help              show this text
+
+Fault injection, for reliability tests; every fault is off by default.
+RATE is the probability, from 0 to 1, that one call or message gets the fault.
+${faultHelp()}`;
+
+// One option a line, its description wrapped into a column as above.
+function faultHelp() {
+  const options = Object.entries(FAULTS).map(([fault, description]) => [`--fault-${fault} RATE`, description]);
+  options.push(["--fault-seed N", "integer seed of the fault decisions (default 1); the same seed makes the same decisions in the same order"]);
+
+  const lines = [];
+  for (const [option, description] of options) {
+    let line = `  ${option}`.padEnd(HELP_COLUMN);
+    if (line.length > HELP_COLUMN) {
+      lines.push(line);
+      line = "".padEnd(HELP_COLUMN);
+    }
+    for (const word of description.split(" ")) {
+      if (line.length + word.length > HELP_WIDTH && line.trim() !== "") {
+        lines.push(line.trimEnd());
+        line = "".padEnd(HELP_COLUMN);
+      }
+      line += `${word} `;
+    }
+    lines.push(line.trimEnd());
+  }
+  return lines.join("\n");
+}
 
 function parseOptions(argv) {
   const { values } = parseArgs({
@@ -31,6 +63,8 @@ function parseOptions(argv) {
       var: { type: "string", multiple: true, default: [] },
       "persist-to": { type: "string" },
       help: { type: "boolean", default: false },
+      "fault-seed": { type: "string" },
+      ...Object.fromEntries(Object.keys(FAULTS).map((fault) => [`fault-${fault}`, { type: "string" }])),
     },
   });
   if (values.help) {
@@ -54,6 +88,7 @@ function parseOptions(argv) {
     entry: values.entry === undefined ? undefined : path.resolve(values.entry),
     vars,
     persistTo: values["persist-to"],
+    faults: parseFaultOptions(values),
   };
 }
 
@@ -79,7 +114,7 @@ async function main() {
 
   const config = loadWorkerConfig(options.configPath, { entry: options.entry, vars: options.vars });
   const persistDir = path.resolve(config.projectRoot, options.persistTo ?? path.join(".wrangler", "state"));
-  const runtime = await startRuntime({ config, port: options.port, persistDir });
+  const runtime = await startRuntime({ config, port: options.port, persistDir, faults: options.faults });
 
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   runtime.log.info(`${config.name}: ${path.relative(process.cwd(), config.entryPath)} started in ${seconds} s, state in ${persistDir}`);

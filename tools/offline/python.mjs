@@ -67,20 +67,24 @@ export class PythonWorker {
     return response;
   }
 
-  /** Runs the Worker's queue for a QueueController. */
-  async queue(batch) {
+  /**
+   * Runs the Worker's queue for a QueueController, with `env` as its
+   * bindings when given (fault injection gives each batch its own).
+   */
+  async queue(batch, env = undefined) {
     // workerd does not call queue relaxed, so a queue(self, batch) without
     // env and ctx parameters raises TypeError here, as it does there.
     await this.#invoke(false, "queue", [batch, undefined, undefined], {
       // Without the flag queue_consumer_no_wait_for_wait_until, workerd
       // reports a batch's outcome only once its waitUntil promises settle.
       awaitWaitUntil: !this.#flags.queue_consumer_no_wait_for_wait_until,
+      env,
     });
   }
 
-  async #invoke(relaxed, name, args, { awaitWaitUntil = false } = {}) {
+  async #invoke(relaxed, name, args, { awaitWaitUntil = false, env = this.#env } = {}) {
     const ctx = new ExecutionContext((error) => this.#log.error(`waitUntil promise rejected: ${error?.message ?? error}`));
-    const instance = this.#defaultClass(ctx, this.#env);
+    const instance = this.#defaultClass(ctx, env);
     try {
       const result = await this.#callHandler(relaxed, instance, name, ...args);
       if (awaitWaitUntil) await ctx.settled();

@@ -13,13 +13,22 @@ export class BatchResult {
   retries = new Map(); // message id -> delaySeconds, or undefined for the default
   explicitAcks = new Set();
   #warn;
+  #closed = false;
 
   constructor(warn) {
     this.#warn = warn;
   }
 
+  /**
+   * Ignores every later call, as for an invocation that the platform ended:
+   * its verdicts are the ones recorded up to here.
+   */
+  close() {
+    this.#closed = true;
+  }
+
   ack(id) {
-    if (this.ackAll) return;
+    if (this.#closed || this.ackAll) return;
     if (this.retryBatch.retry) {
       this.#warn(
         `Received a call to ack() on message ${id} after retryAll() was already called. ` +
@@ -36,6 +45,7 @@ export class BatchResult {
   }
 
   retry(id, options) {
+    if (this.#closed) return;
     if (this.ackAll) {
       this.#warn(
         `Received a call to retry() on message ${id} after ackAll() was already called. ` +
@@ -52,6 +62,7 @@ export class BatchResult {
   }
 
   retryAllMessages(options) {
+    if (this.#closed) return;
     if (this.ackAll) {
       this.#warn(
         "Received a call to retryAll() after ackAll() was already called. " +
@@ -63,6 +74,7 @@ export class BatchResult {
   }
 
   ackAllMessages() {
+    if (this.#closed) return;
     if (this.retryBatch.retry) {
       this.#warn(
         "Received a call to ackAll() after retryAll() was already called. " +

@@ -14,18 +14,23 @@ export class QueueConsumer {
   #journal;
   #log;
   #sendToQueue; // (queueName, envelope, delaySeconds) => Promise
+  #faults; // a FaultInjector of faults.mjs, or undefined
 
-  constructor({ config, journal, log, sendToQueue }) {
+  constructor({ config, journal, log, sendToQueue, faults }) {
     this.#config = config;
     this.#journal = journal;
     this.#log = log;
     this.#sendToQueue = sendToQueue;
+    this.#faults = faults;
   }
 
   /**
-   * Runs one delivered batch through `runHandler(batch)` and returns the
-   * verdicts for the broker: {retries: {brokerMessageId: delaySeconds}};
-   * every other message of the batch is acknowledged.
+   * Runs one delivered batch through `runHandler(batch, invocation)` and
+   * returns the verdicts for the broker: {retries: {brokerMessageId:
+   * delaySeconds}}; every other message of the batch is acknowledged.
+   * `invocation` is undefined unless the consumer-crash fault is on (see
+   * faults.mjs); then the handler must give the Worker that invocation's
+   * bindings.
    */
   async deliver({ queue, messages, metadata }, runHandler) {
     const consumer = this.#consumer(queue);
@@ -40,21 +45,35 @@ export class QueueConsumer {
       result,
     );
     const started = performance.now();
+    const invocation = this.#faults?.startInvocation(queue, () => result.close());
     let handlerFailed = false;
     try {
-      await runHandler(batch);
+      const handler = runHandler(batch, invocation);
+      await (invocation === undefined ? handler : Promise.race([handler, invocation.whenStopped]));
+      if (invocation?.stopped) {
+        handlerFailed = true;
+        this.#log.error(`queue() of the Worker stopped for a batch from ${queue} (injected fault consumer-crash)`);
+      }
     } catch (error) {
       handlerFailed = true;
       this.#log.error(`queue() of the Worker threw for a batch from ${queue}: ${error?.message ?? error}`);
     }
 
     const retries = {};
-    const counts = { acked: 0, retried: 0, deadLettered: 0, dropped: 0 };
+    const counts = { acked: 0, retried: 0, deadLettered: 0, dropped: 0, duplicated: 0 };
+    const duplicates = [];
     for (const delivery of deliveries) {
       const outcome = result.outcome(delivery.id, handlerFailed);
       if (!outcome.retry) {
+        const entry = this.#journal.get(delivery.id);
         this.#journal.delete(delivery.id);
         counts.acked += 1;
+        if (entry !== undefined && this.#faults?.redeliverAfterAck(queue, delivery.id)) {
+          // One delivery fewer in the envelope, because the broker counts the
+          // copy's delivery as its first.
+          duplicates.push({ ...entry, attempts: delivery.attempts - 1 });
+          counts.duplicated += 1;
+        }
         continue;
       }
 
@@ -74,9 +93,16 @@ export class QueueConsumer {
         if (target !== undefined) await this.#sendToQueue(target, sealEnvelope(this.#journal.get(delivery.id)), 0);
       }
     }
+    for (const duplicate of duplicates) await this.#sendToQueue(queue, sealEnvelope(duplicate), 0);
 
     const elapsed = Math.round(performance.now() - started);
-    const labels = { acked: "acked", retried: "retried", deadLettered: "dead-lettered", dropped: "dropped" };
+    const labels = {
+      acked: "acked",
+      retried: "retried",
+      deadLettered: "dead-lettered",
+      dropped: "dropped",
+      duplicated: "to be delivered again (injected fault redeliver)",
+    };
     const details = Object.entries(counts)
       .filter(([, count]) => count > 0)
       .map(([name, count]) => `${count} ${labels[name]}`)

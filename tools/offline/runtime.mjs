@@ -5,6 +5,7 @@ import { STATUS_CODES } from "node:http";
 import path from "node:path";
 import { Log, LogLevel } from "miniflare";
 import { KvNamespace, WorkerQueue } from "./bindings.mjs";
+import { FaultInjector } from "./faults.mjs";
 import { startPlatform } from "./platform.mjs";
 import { loadInterpreter } from "./interpreter.mjs";
 import { PythonWorker } from "./python.mjs";
@@ -22,9 +23,13 @@ import { findWorkerModules, findWorkersSdk } from "./sdk.mjs";
  * gets for each KV and queue producer binding, for example one that counts
  * calls. The SDK wraps a binding only when its JS constructor name is
  * workerd's ("KvNamespace", "WorkerQueue"), so the returned object needs it.
+ *
+ * `faults` ({rates, seed}, from parseFaultOptions of faults.mjs) turns on
+ * fault injection.
  */
-export async function startRuntime({ config, port, persistDir, wrapBinding = (name, binding) => binding }) {
+export async function startRuntime({ config, port, persistDir, wrapBinding = (name, binding) => binding, faults: faultOptions }) {
   const log = new Log(LogLevel.INFO, { prefix: "offline" });
+  const faults = new FaultInjector(faultOptions, log);
   const sdk = findWorkersSdk(config.projectRoot);
   const bundleRoot = path.dirname(config.entryPath);
   const modules = findWorkerModules(bundleRoot);
@@ -50,7 +55,9 @@ export async function startRuntime({ config, port, persistDir, wrapBinding = (na
     onFetch: (request) => handleFetch(request, worker, log),
     onQueue: async (request) => {
       try {
-        const verdicts = await consumer.deliver(await request.json(), async (batch) => (await worker).queue(batch));
+        const verdicts = await consumer.deliver(await request.json(), async (batch, invocation) =>
+          (await worker).queue(batch, invocation && makeEnv(invocation)),
+        );
         return Response.json(verdicts);
       } catch (error) {
         // The edge worker then throws, and the broker redelivers the batch.
@@ -60,24 +67,35 @@ export async function startRuntime({ config, port, persistDir, wrapBinding = (na
     },
   });
 
-  try {
+  // The bindings and vars of one invocation. Only a queue invocation that
+  // the consumer-crash fault may stop gets bindings of its own.
+  const makeEnv = (invocation) => {
+    const hooks = faults.enabled ? faults.hooksFor(invocation) : undefined;
     const env = { ...config.vars };
     for (const [binding, namespace] of Object.entries(platform.kvNamespaces)) {
-      env[binding] = wrapBinding(binding, new KvNamespace(namespace));
+      env[binding] = wrapBinding(binding, new KvNamespace(namespace, hooks));
     }
     for (const producer of config.producers) {
-      const queue = new WorkerQueue(producer.queue, platform.producers[producer.binding], journal, {
+      const defaults = {
         contentType: platform.flags.queues_json_messages ? "json" : "v8",
         deliveryDelay: producer.deliveryDelay,
-      });
+      };
+      const queue = new WorkerQueue(producer.queue, platform.producers[producer.binding], journal, defaults, hooks);
       env[producer.binding] = wrapBinding(producer.binding, queue);
     }
+    return env;
+  };
+
+  try {
+    const env = makeEnv(undefined);
+    if (faults.enabled) log.warn(`fault injection on: ${faults.describe()}`);
     consumer = new QueueConsumer({
       config,
       journal,
       log,
       sendToQueue: (queueName, envelope, delaySeconds) =>
         platform.queueSenders[queueName].send(envelope, { contentType: "bytes", delaySeconds }),
+      faults: faults.enabled ? faults : undefined,
     });
 
     const pythonWorker = await PythonWorker.start({
