@@ -448,7 +448,9 @@ async function submitForm(event) {
     button.disabled = false;
   }
 
-  setMessage($("form-message"), `Enqueued ${job.type} job ${job.id.slice(0, 8)}.`, "ok");
+  // A job id starts with its creation time, which jobs enqueued together share,
+  // so the random tail is the part that tells them apart.
+  setMessage($("form-message"), `Enqueued ${job.type} job …${job.id.slice(-12)}.`, "ok");
   $("job-target").value = "";
   renderList();
   if (rows.has(job.id)) flash(rows.get(job.id));

@@ -92,6 +92,13 @@ def test_get_impossible_id_is_not_found_without_kv_read(client, job_id):
     assert client.kv.counts.gets == 0
 
 
+def test_empty_job_id_is_not_found(client):
+    status, body, _ = client.call("GET", "/jobs/")
+
+    assert status == 404
+    assert body["error"] == "job id is missing: use /jobs/<id>"
+
+
 def test_job_path_with_slash_is_not_found(client):
     status, body, _ = client.call("GET", "/jobs/00000000-0000-4000-8000-000000000000/x")
 
@@ -145,7 +152,10 @@ def test_api_route_describes_the_api(client, path):
     ('{"type": "fetch", "target": NaN}', "INVALID_BODY"),
     ('{"type": "fetch", "target": "a", "n": Infinity}', "INVALID_BODY"),
     ('{"type": "fetch", "type": "resize", "target": "a"}', "INVALID_BODY"),
-    ("[" * 8000 + "]" * 8000, "INVALID_BODY"),  # nested past the parser's recursion limit
+    ("[" * 8000 + "]" * 8000, "INVALID_BODY"),  # nested past the WebAssembly stack in Pyodide
+    ('{"type": "fetch", "target": "a", "x": ' + "[" * 33 + "]" * 33 + "}", "INVALID_BODY"),
+    ('{"type": "fetch", "target": "a\\ud800b"}', "INVALID_TARGET"),
+    ('{"type": "fetch", "target": "\\udfff"}', "INVALID_TARGET"),
     ('{"target": "a"}', "INVALID_TYPE"),
     ('{"type": null, "target": "a"}', "INVALID_TYPE"),
     ('{"type": 1, "target": "a"}', "INVALID_TYPE"),
@@ -184,6 +194,21 @@ def test_undecodable_body_is_invalid_body(client, raw, expected):
     assert status == 400
     assert body["code"] == "INVALID_BODY"
     assert expected in body["error"]
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(client):
+    status, body, _ = client.post_job({"type": "fetch", "target": "[" * 100 + '\\"{' * 50})
+
+    assert status == 201
+    assert body["target"] == "[" * 100 + '\\"{' * 50
+
+
+def test_nesting_of_32_levels_is_accepted(client):
+    raw = '{"type": "fetch", "target": "a", "x": ' + "[" * 31 + "]" * 31 + "}"
+
+    status, _, _ = client.call("POST", "/jobs", raw)
+
+    assert status == 201
 
 
 def test_target_of_500_characters_is_accepted(client):

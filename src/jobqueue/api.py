@@ -215,6 +215,8 @@ class JobsApi:
 
     async def _load(self, job_id: str) -> Job:
         # An id that cannot be a job id costs no KV read.
+        if not job_id:
+            raise NotFound("job id is missing: use /jobs/<id>")
         if not _JOB_ID.fullmatch(job_id):
             raise NotFound(f"no job with id {_shorten(job_id)}")
         try:

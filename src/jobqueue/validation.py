@@ -8,6 +8,10 @@ from .errors import InvalidBody, InvalidTarget, InvalidType
 from .jobs import JobType
 
 MAX_TARGET_CHARS = 500
+# A job request nests two levels deep. Python's json module recurses once per
+# level, and in Pyodide the WebAssembly stack can run out before Python raises
+# RecursionError, which kills the whole isolate, so depth is checked first.
+MAX_NESTING_DEPTH = 32
 _UTF8_BOM = b"\xef\xbb\xbf"
 _MISSING = object()
 _JOB_TYPES = ", ".join(f'"{job_type.value}"' for job_type in JobType)
@@ -36,17 +40,39 @@ def _parse_json_object(body: bytes) -> dict[str, Any]:
         raise InvalidBody(f"request body is not valid UTF-8 (byte {error.start})") from error
     if not text.strip():
         raise InvalidBody('request body is empty; send a JSON object such as {"type": "fetch", "target": "..."}')
+    if _nesting_depth(text) > MAX_NESTING_DEPTH:
+        raise InvalidBody(f"request body is nested more than {MAX_NESTING_DEPTH} levels deep")
 
     try:
         data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicate_keys)
     except json.JSONDecodeError as error:
         raise InvalidBody(f"request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from error
-    except RecursionError as error:
-        raise InvalidBody("request body is nested too deeply") from error
 
     if not isinstance(data, dict):
         raise InvalidBody(f"request body must be a JSON object, got {_json_kind(data)}")
     return data
+
+
+def _nesting_depth(text: str) -> int:
+    """Return the deepest nesting of arrays and objects, skipping brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _reject_constant(name: str) -> Any:
@@ -89,6 +115,10 @@ def _check_target(value: Any) -> str:
     for position, char in enumerate(target):
         if _is_control(char):
             raise InvalidTarget(f"target must not contain control characters; found U+{ord(char):04X} at position {position}")
+        # JSON's \ud800-style escapes can encode half of a surrogate pair,
+        # which is not a character and cannot be stored as UTF-8.
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            raise InvalidTarget(f"target must be valid Unicode; found a lone surrogate U+{ord(char):04X} at position {position}")
     return target
 
 
