@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run bench`: what a job costs in KV operations and how fast the Worker
 // is, measured on the offline runtime (the real src/ in Pyodide, Miniflare's
-// KV and Queues), all in this process and on 127.0.0.1 only.
+// KV and Queues) on 127.0.0.1 only. Cold imports run in child processes, and
+// everything else runs in this one.
 
 import fs from "node:fs";
 import os from "node:os";
@@ -32,7 +33,9 @@ Options:
   --jobs N             jobs for the KV part, at least; more are created until
                        every outcome appears (default 300)
   --requests N         timed calls each of POST /jobs and GET /jobs/:id (default 500)
-  --import-runs N      fresh Pyodides per way of starting it (default 3)
+  --import-runs N      imports per Worker and way of starting Pyodide (plain,
+                       snapshot, snapshot with a warm engine), each in a new
+                       process (default 5)
   --batch-rounds N     rounds of the concurrent and one-at-a-time batch (default 3)
   --json PATH          also write the figures as JSON to PATH
   --log PATH           file for the runtime's and the Worker's log lines
@@ -46,7 +49,7 @@ function parseOptions(argv) {
       parts: { type: "string", default: PARTS.join(",") },
       jobs: { type: "string", default: "300" },
       requests: { type: "string", default: "500" },
-      "import-runs": { type: "string", default: "3" },
+      "import-runs": { type: "string", default: "5" },
       "batch-rounds": { type: "string", default: "3" },
       json: { type: "string" },
       log: { type: "string" },
@@ -125,9 +128,8 @@ async function main() {
   const closeLog = sendConsoleTo(options.log);
   progress(`runtime and Worker log lines go to ${options.log}`);
 
-  // Fresh Pyodides first, while the process has run nothing else.
   if (options.parts.has("import")) {
-    progress(`cold import: ${options.importRuns} fresh Pyodides per way of starting it`);
+    progress(`cold import: ${options.importRuns} imports per Worker and way of starting Pyodide, each in a new process`);
     figures.cold_import = await measureColdImport(config, { runs: options.importRuns });
   }
 
