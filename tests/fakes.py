@@ -50,6 +50,7 @@ class FakeKV:
         # Errors to raise from the next puts, one per put, in order.
         self.put_errors: list[Exception] = []
         self.get_errors: list[Exception] = []
+        self.delete_errors: list[Exception] = []
         self.put_times: dict[str, list[float]] = {}
 
     async def get(self, key: str) -> str | None:
@@ -81,6 +82,8 @@ class FakeKV:
 
     async def delete(self, key: str) -> None:
         self.counts.deletes += 1
+        if self.delete_errors:
+            raise self.delete_errors.pop(0)
         self.entries.pop(key, None)
 
     async def list(self, options: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -154,6 +154,7 @@ def test_api_route_describes_the_api(client, path):
     ('{"type": "fetch", "type": "resize", "target": "a"}', "INVALID_BODY"),
     ("[" * 8000 + "]" * 8000, "INVALID_BODY"),  # nested past the WebAssembly stack in Pyodide
     ('{"type": "fetch", "target": "a", "x": ' + "[" * 33 + "]" * 33 + "}", "INVALID_BODY"),
+    ('{"type": "fetch", "target": "a", "n": ' + "9" * 5000 + "}", "INVALID_BODY"),
     ('{"type": "fetch", "target": "a\\ud800b"}', "INVALID_TARGET"),
     ('{"type": "fetch", "target": "\\udfff"}', "INVALID_TARGET"),
     ('{"target": "a"}', "INVALID_TYPE"),
@@ -275,6 +276,17 @@ def test_failed_send_is_503_and_leaves_no_record(client):
     assert body["code"] == "ENQUEUE_FAILED"
     assert client.kv.entries == {}
     assert client.queue.sent == []
+
+
+def test_delete_after_failed_send_is_retried(client):
+    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    client.kv.delete_errors.append(RuntimeError("KV DELETE failed: 500 Internal Server Error"))
+
+    status, _, _ = client.post_job({"type": "fetch", "target": "a"})
+
+    assert status == 503
+    assert client.kv.entries == {}
+    assert client.kv.counts.deletes == 2
 
 
 def test_delete_after_failed_send_waits_for_write_slot(client):

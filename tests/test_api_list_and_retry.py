@@ -136,6 +136,30 @@ def test_retry_of_unknown_job_is_not_found(client):
     assert body["code"] == "NOT_FOUND"
 
 
+def test_restore_after_failed_retry_send_is_retried(client):
+    store_failed_job(client)
+    before = client.kv.record(f"job:{ALWAYS_FAILS}")
+    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    # The retry's own write succeeds; the first write that restores the failed record fails.
+    original_put = client.kv.put
+    calls = []
+
+    async def put_failing_second_time(key, value, options=None):
+        calls.append(key)
+        if len(calls) == 2:
+            raise RuntimeError("KV PUT failed: 500 Internal Server Error")
+        await original_put(key, value, options)
+
+    client.kv.put = put_failing_second_time
+
+    status, body, _ = client.call("POST", f"/jobs/{ALWAYS_FAILS}/retry")
+
+    assert status == 503
+    assert body["code"] == "ENQUEUE_FAILED"
+    assert len(calls) == 3
+    assert client.kv.record(f"job:{ALWAYS_FAILS}") == before
+
+
 def test_retry_whose_send_fails_leaves_job_failed(client):
     store_failed_job(client)
     before = client.kv.record(f"job:{ALWAYS_FAILS}")

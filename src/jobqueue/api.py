@@ -157,12 +157,14 @@ class JobsApi:
         return json_response(201, job.to_json(), {"Location": f"/jobs/{job.id}"})
 
     async def _discard(self, job: Job) -> None:
-        # A record without a message would stay queued for ever, so it goes.
-        # If the send failed only on the way back, the message still arrives
-        # and the consumer rebuilds the record from it.
+        # A record without a message would stay queued until it expires, so it
+        # goes, with retries. If the send failed only on the way back, the
+        # message still arrives and the consumer rebuilds the record from it.
         try:
-            await self._store.delete(job.id)
+            await self._store.delete(job.id, retry_any_error=True)
         except StoreError as error:
+            # NOTE: the record then stays queued, with no message to move it,
+            # until it expires 24 hours after it was written.
             logger.error("job %s: deleting the record of a job that was not enqueued failed: %s", job.id, error)
 
     async def _get_job(self, job_id: str) -> HttpResponse:
@@ -208,8 +210,10 @@ class JobsApi:
 
     async def _restore(self, failed_record: Job) -> None:
         try:
-            await self._store.save(failed_record)
+            await self._store.save(failed_record, retry_any_error=True)
         except StoreError as error:
+            # NOTE: the job then shows queued, with no message to move it,
+            # until it expires 24 hours after this write.
             logger.error("job %s: restoring the failed record after a failed retry failed; "
                          "it shows queued with no message: %s", failed_record.id, error)
 

@@ -105,31 +105,22 @@ class JobStore:
         self._last_write[key] = parse_timestamp(job.updated_at).timestamp() + 0.001
         return job
 
-    async def save(self, job: Job) -> None:
+    async def save(self, job: Job, *, retry_any_error: bool = False) -> None:
         """Write a job record with its summary, a second after the key's last write.
 
         A write rejected with 429 is tried again after each delay of
-        RATE_LIMIT_BACKOFF_SECONDS; then RateLimited is raised.
+        RATE_LIMIT_BACKOFF_SECONDS; then RateLimited is raised. With
+        ``retry_any_error``, every other failure is tried again the same way.
         """
         key = job_key(job.id)
         value = json.dumps(job.to_json(), ensure_ascii=False, separators=(",", ":"))
         options = {"expirationTtl": RECORD_TTL_SECONDS, "metadata": summarize(job)}
-        await self._wait_for_write_slot(key)
+        await self._write(key, "write", lambda: self._kv.put(key, value, options), retry_any_error)
 
-        for backoff in (*RATE_LIMIT_BACKOFF_SECONDS, None):
-            self.counts.writes += 1
-            try:
-                await self._kv.put(key, value, options)
-            except Exception as error:
-                if not _is_rate_limit(error):
-                    raise StoreError(f"KV write of {key} failed: {error}") from error
-                if backoff is None:
-                    raise RateLimited(f"KV kept rejecting writes to {key} with 429: {error}") from error
-                logger.warning("KV write of %s was rate limited (%s); trying again in %.0f s", key, error, backoff)
-                await self._sleep(backoff)
-                continue
-            self._last_write[key] = self._clock()
-            return
+    async def delete(self, job_id: str, *, retry_any_error: bool = False) -> None:
+        """Delete a job record, a second after the key's last write, retrying as save() does."""
+        key = job_key(job_id)
+        await self._write(key, "delete", lambda: self._kv.delete(key), retry_any_error)
 
     async def list_summaries(self, limit: int, cursor: str | None = None) -> SummaryPage:
         """List up to ``limit`` jobs with one KV list call, from the summaries in key metadata.
@@ -155,14 +146,29 @@ class JobStore:
         next_cursor = None if page.get("list_complete", True) else page.get("cursor")
         return SummaryPage(summaries, next_cursor or None)
 
-    async def delete(self, job_id: str) -> None:
-        key = job_key(job_id)
+    async def _write(
+        self, key: str, action: str, operation: Callable[[], Awaitable[None]], retry_any_error: bool
+    ) -> None:
+        """Run a KV put or delete with the key's spacing and backoff, counting every call."""
         await self._wait_for_write_slot(key)
-        self.counts.deletes += 1
-        try:
-            await self._kv.delete(key)
-        except Exception as error:
-            raise StoreError(f"KV delete of {key} failed: {error}") from error
+        for backoff in (*RATE_LIMIT_BACKOFF_SECONDS, None):
+            if action == "delete":
+                self.counts.deletes += 1
+            else:
+                self.counts.writes += 1
+            try:
+                await operation()
+            except Exception as error:
+                rate_limited = _is_rate_limit(error)
+                if backoff is None or not (rate_limited or retry_any_error):
+                    if rate_limited:
+                        raise RateLimited(f"KV kept rejecting the {action} of {key} with 429: {error}") from error
+                    raise StoreError(f"KV {action} of {key} failed: {error}") from error
+                logger.warning("KV %s of %s failed (%s); trying again in %.0f s", action, key, error, backoff)
+                await self._sleep(backoff)
+                continue
+            self._last_write[key] = self._clock()
+            return
 
     async def _wait_for_write_slot(self, key: str) -> None:
         # The last write may come from another invocation (the record's

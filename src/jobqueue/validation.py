@@ -47,6 +47,9 @@ def _parse_json_object(body: bytes) -> dict[str, Any]:
         data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicate_keys)
     except json.JSONDecodeError as error:
         raise InvalidBody(f"request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from error
+    except ValueError as error:
+        # Python refuses to convert an integer of more than 4300 digits.
+        raise InvalidBody(f"request body has a number Python cannot read: {error}") from error
 
     if not isinstance(data, dict):
         raise InvalidBody(f"request body must be a JSON object, got {_json_kind(data)}")
