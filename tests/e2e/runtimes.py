@@ -6,6 +6,7 @@ session's runtime does.
 
 import os
 import shutil
+import signal
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -24,6 +25,17 @@ class RuntimeWithOptions(RuntimeProcess):
     def command(self) -> list[str]:
         # Later --var options override earlier ones, so these win over E2E_VARS.
         return super().command() + self.options
+
+    def stop(self) -> None:
+        super().stop()
+        # Node killed by a fatal error leaves Miniflare's workerd running in
+        # the runtime's process group, which RuntimeProcess.stop skips once
+        # Node has exited.
+        if self._process is not None:
+            try:
+                os.killpg(self._process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
 
 def free_port() -> int:

@@ -327,17 +327,21 @@ class WorkerClient:
     def get_json(self, path: str) -> tuple[int, Any]:
         """GET ``path`` and return (status, parsed body), trying again on 503 or a failed connection.
 
-        Only ``STORAGE_UNAVAILABLE`` is tried again: a KV read fault causes it,
-        and the next read usually succeeds. Raises RuntimeError after ``tries``.
+        A KV read fault causes the 503 (STORAGE_UNAVAILABLE), and the next
+        read usually succeeds. A response that is not JSON is tried again too.
+        Raises RuntimeError after ``tries``.
         """
         last = None
         for _ in range(self.tries):
             try:
                 status, _, raw = self.request("GET", path)
+                body = json.loads(raw) if raw else None
             except OSError as error:
                 last = f"connection failed: {error}"
+            except ValueError:
+                # Not the Worker's JSON: Miniflare's error page when the runtime's Node process is gone.
+                last = f"{status} with a body that is not JSON: {raw[:80]!r}"
             else:
-                body = json.loads(raw) if raw else None
                 if status != 503:
                     return status, body
                 last = f"503 {body}"

@@ -73,21 +73,42 @@ class OfflineRuntime:
                 raise RuntimeError(f"the offline runtime was not ready after {START_TIMEOUT_SECONDS} s; see {self.log_path}")
 
     def stop(self) -> None:
-        """Stop the runtime with SIGTERM, or SIGKILL after STOP_TIMEOUT_SECONDS."""
+        """Stop the runtime with SIGTERM, or SIGKILL after STOP_TIMEOUT_SECONDS.
+
+        The signal goes to the runtime's process group even when Node has
+        exited: Node killed by a fatal error leaves Miniflare's workerd
+        running, and still listening, in that group.
+        """
         process = self._process
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(STOP_TIMEOUT_SECONDS)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(STOP_TIMEOUT_SECONDS)
+        else:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # nothing of the group is left
         if self._reader is not None:
             self._reader.join(5)
 
     def exit_status(self) -> int | None:
         return None if self._process is None else self._process.poll()
+
+    def fatal_error(self) -> str | None:
+        """Describe how the runtime stopped by itself, or return None while it runs."""
+        status = self.exit_status()
+        if status is None:
+            return None
+        log = self.log_path.read_text(errors="replace")
+        fatal = re.search(r"# (Fatal error.*)\n#\s*(.+)", log)
+        details = f": {fatal.group(1).strip()}: {fatal.group(2).strip()}" if fatal else ""
+        return f"exit status {status}{details}"
 
     def injected_faults(self) -> Counter:
         return count_injected_faults(self.log_path.read_text(errors="replace"))
