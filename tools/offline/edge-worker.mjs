@@ -7,7 +7,7 @@ import { Buffer } from "node:buffer";
 
 export default {
   async fetch(request, env) {
-    return env.OFFLINE_FETCH.fetch(request);
+    return env.OFFLINE_FETCH.fetch(forLoopback(request, env.OFFLINE_EDGE_SETTINGS));
   },
 
   async queue(batch, env) {
@@ -42,3 +42,29 @@ export default {
     }
   },
 };
+
+// Returns `request`, or a copy that Miniflare's loopback to Node can carry.
+// A method that Node cannot parse or that undici forbids goes as POST, and
+// the Expect header is left out. The originals go in request.cf under
+// `originalKey`, and fetch-bridge.mjs explains why each is needed.
+function forLoopback(request, { methods, originalKey }) {
+  const expect = request.headers.get("expect");
+  const carriedAsIs = methods.includes(request.method);
+  // A client can set request.cf through Miniflare's MF-CF-Blob header, so
+  // a key it sent is replaced too.
+  if (carriedAsIs && expect === null && request.cf?.[originalKey] === undefined) return request;
+
+  const original = {
+    method: request.method,
+    expect,
+    hasBody: request.body !== null,
+    contentLength: request.headers.get("content-length"),
+  };
+  const headers = new Headers(request.headers);
+  headers.delete("expect");
+  return new Request(request, {
+    method: carriedAsIs ? request.method : "POST",
+    headers,
+    cf: { ...request.cf, [originalKey]: original },
+  });
+}

@@ -5,6 +5,7 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
+import { EDGE_WORKER_SETTINGS } from "./fetch-bridge.mjs";
 
 const EDGE_WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), "edge-worker.mjs");
 const PROBE_WORKER = "offline-compat-probe";
@@ -62,6 +63,7 @@ export async function startPlatform({ config, host, port, persistDir, log, onFet
           ]),
         ),
         serviceBindings: { OFFLINE_FETCH: onFetch, OFFLINE_QUEUE: onQueue },
+        bindings: { OFFLINE_EDGE_SETTINGS: EDGE_WORKER_SETTINGS },
         // Miniflare's asset worker, as in wrangler dev: a request for a file
         // in the directory is served from it, with the directory's _headers
         // and _redirects applied (Miniflare 4.20260426.0 parses both), and

@@ -1,10 +1,10 @@
 // Wires the pieces together: Miniflare for HTTP, KV and the queue broker,
 // Pyodide for the Worker, and the queue journal for messages across restarts.
 
-import { STATUS_CODES } from "node:http";
 import path from "node:path";
 import { Log, LogLevel } from "miniflare";
 import { KvNamespace, WorkerQueue } from "./bindings.mjs";
+import { handleFetch } from "./fetch-bridge.mjs";
 import { FaultInjector } from "./faults.mjs";
 import { startPlatform } from "./platform.mjs";
 import { loadInterpreter } from "./interpreter.mjs";
@@ -124,36 +124,4 @@ export async function startRuntime({ config, port, persistDir, wrapBinding = (na
     worker: await worker,
     stop: () => platform.mf.dispose(),
   };
-}
-
-async function handleFetch(incoming, worker, log) {
-  const started = performance.now();
-  const url = new URL(incoming.url);
-
-  // Miniflare hands over its own Request subclass, whose constructor name
-  // ("_Request") the SDK would not recognise as a Request.
-  const hasBody = incoming.method !== "GET" && incoming.method !== "HEAD";
-  const request = new Request(incoming.url, {
-    method: incoming.method,
-    headers: incoming.headers,
-    body: hasBody ? incoming.body : null,
-    duplex: "half",
-    redirect: incoming.redirect,
-  });
-  if (incoming.cf !== undefined) Object.defineProperty(request, "cf", { value: incoming.cf });
-
-  let response;
-  try {
-    response = await (await worker).fetch(request);
-  } catch (error) {
-    log.error(`${incoming.method} ${url.pathname}${url.search} threw: ${error?.message ?? error}`);
-    // Cloudflare reports an uncaught exception as error 1101 ("Worker threw
-    // exception") with status 500; the traceback goes to the log only.
-    response = new Response("error code: 1101", { status: 500, headers: { "content-type": "text/plain" } });
-  }
-
-  const elapsed = Math.round(performance.now() - started);
-  const statusText = response.statusText || STATUS_CODES[response.status] || "";
-  log.info(`${incoming.method} ${url.pathname}${url.search} ${response.status} ${statusText} (${elapsed}ms)`);
-  return response;
 }

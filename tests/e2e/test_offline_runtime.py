@@ -1,0 +1,117 @@
+"""The offline runtime's own HTTP handling and command line, on a runtime of this module's own.
+
+Each test sends what once broke the runtime or reached the Worker wrongly:
+methods that Node cannot carry and ``Expect: 100-continue``. After each
+request the runtime must still serve the next one.
+"""
+
+import http.client
+import json
+
+import pytest
+
+from .runtimes import running_runtime
+
+API_TOKEN = "offline-runtime-token-3b9e"
+AUTHORIZATION = {"Authorization": f"Bearer {API_TOKEN}"}
+MISSPELLED_VAR = "FAILURE_PERCENTAGE"
+MAX_BODY_BYTES = 16 * 1024
+MIB = 1024 * 1024
+# Each request gets this long; a runtime that hangs fails the test instead of stalling it.
+TIMEOUT_SECONDS = 20
+
+
+@pytest.fixture(scope="module")
+def own_runtime():
+    """An offline runtime with a misspelled var and API_TOKEN, neither of which is in wrangler.toml's [vars]."""
+    with running_runtime("--var", f"{MISSPELLED_VAR}=100", "--var", f"API_TOKEN={API_TOKEN}") as runtime:
+        yield runtime
+
+
+def _connect(runtime) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", runtime.port, timeout=TIMEOUT_SECONDS)
+
+
+def _request(runtime, method: str, path: str, body=None, headers=None, chunked: bool = False):
+    """Send one request on a new connection and return its status, headers and body."""
+    connection = _connect(runtime)
+    try:
+        connection.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def _assert_serves_next_request(runtime) -> None:
+    status, _, raw = _request(runtime, "GET", "/jobs?limit=1")
+    assert status == 200, raw
+    assert runtime.exit_status() is None, runtime.output_tail()
+
+
+def _job_body(size: int) -> bytes:
+    """Return a valid job body of exactly ``size`` bytes, padded with spaces."""
+    start = b'{"type": "fetch", "target": "padded.png"'
+    return start + b" " * (size - len(start) - 1) + b"}"
+
+
+def _error_code(raw: bytes) -> str:
+    return json.loads(raw)["code"]
+
+
+def test_trace_gets_501_from_runtime(own_runtime):
+    status, headers, raw = _request(own_runtime, "TRACE", "/jobs")
+
+    assert status == 501, raw
+    assert headers["Content-Type"].startswith("text/plain")
+    assert raw.decode().startswith("TRACE is not supported by the offline runtime")
+    _assert_serves_next_request(own_runtime)
+
+
+# BAN reaches the Worker only because the edge worker sends it to Node as
+# POST: Node's HTTP parser rejects it with 400.
+@pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE", "OPTIONS", "PROPFIND", "PURGE", "QUERY", "BAN"])
+def test_unknown_method_reaches_worker(own_runtime, method):
+    status, headers, raw = _request(own_runtime, method, "/jobs")
+
+    assert status == 405, raw
+    assert _error_code(raw) == "METHOD_NOT_ALLOWED"
+    assert headers["Allow"] == "GET, HEAD, POST"
+    _assert_serves_next_request(own_runtime)
+
+
+def test_ban_with_body_reaches_worker(own_runtime):
+    status, _, raw = _request(own_runtime, "BAN", "/jobs", body=b"x" * 100)
+
+    assert status == 405, raw
+    assert _error_code(raw) == "METHOD_NOT_ALLOWED"
+    _assert_serves_next_request(own_runtime)
+
+
+# workerd rejects these itself, as in wrangler dev, before any worker runs.
+# It fails CONNECT with "Incoming CONNECT on a worker not supported", and
+# returns 501 for a method that its HTTP parser does not know.
+@pytest.mark.parametrize(("method", "expected_status"), [("CONNECT", 500), ("TRACK", 501), ("FOO", 501)])
+def test_method_workerd_rejects(own_runtime, method, expected_status):
+    status, _, raw = _request(own_runtime, method, "/jobs")
+
+    assert status == expected_status, raw
+    _assert_serves_next_request(own_runtime)
+
+
+def test_expect_continue_body_reaches_worker(own_runtime):
+    body = json.dumps({"type": "fetch", "target": "expect-continue.png"}).encode()
+    headers = {**AUTHORIZATION, "Expect": "100-continue", "Content-Type": "application/json"}
+
+    status, _, raw = _request(own_runtime, "POST", "/jobs", body=body, headers=headers)
+
+    assert status == 201, raw
+    assert json.loads(raw)["target"] == "expect-continue.png"
+    _assert_serves_next_request(own_runtime)
+
+
+def test_body_at_limit_still_accepted(own_runtime):
+    status, _, raw = _request(own_runtime, "POST", "/jobs", body=_job_body(MAX_BODY_BYTES), headers=AUTHORIZATION)
+
+    assert status == 201, raw
+    _assert_serves_next_request(own_runtime)
