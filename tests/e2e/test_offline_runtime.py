@@ -1,12 +1,15 @@
 """The offline runtime's own HTTP handling and command line, on a runtime of this module's own.
 
 Each test sends what once broke the runtime or reached the Worker wrongly:
-methods that Node cannot carry and ``Expect: 100-continue``. After each
-request the runtime must still serve the next one.
+methods that Node cannot carry, request bodies of megabytes that the Worker
+rejects unread, and ``Expect: 100-continue``. After each request the
+runtime must still serve the next one.
 """
 
+import gzip
 import http.client
 import json
+import select
 
 import pytest
 
@@ -99,6 +102,71 @@ def test_method_workerd_rejects(own_runtime, method, expected_status):
     _assert_serves_next_request(own_runtime)
 
 
+def _post_until_answered(runtime, body: bytes, chunked: bool, accept_encoding: str) -> tuple[int, bytes]:
+    """POST ``body`` in pieces, stop sending once the response starts (as curl does), and return status and body.
+
+    workerd resets a connection whose client keeps sending megabytes after
+    an early response, so a client that sends everything first may never
+    read the response.
+    """
+    piece_bytes = 64 * 1024
+    connection = _connect(runtime)
+    try:
+        connection.putrequest("POST", "/jobs", skip_accept_encoding=True)
+        connection.putheader("Authorization", AUTHORIZATION["Authorization"])
+        connection.putheader("Accept-Encoding", accept_encoding)
+        if chunked:
+            connection.putheader("Transfer-Encoding", "chunked")
+        else:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders()
+        try:
+            for start in range(0, len(body), piece_bytes):
+                if select.select([connection.sock], [], [], 0)[0]:
+                    break  # the response has started
+                piece = body[start:start + piece_bytes]
+                connection.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            else:
+                if chunked:
+                    connection.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the response may still be readable
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+
+    if response.headers["Content-Encoding"] == "gzip":
+        raw = gzip.decompress(raw)
+    return response.status, raw
+
+
+@pytest.mark.parametrize("size", [2 * MIB, 10 * MIB], ids=["2MiB", "10MiB"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("accept_encoding", ["identity", "gzip"])
+def test_large_body_gets_413(own_runtime, size, chunked, accept_encoding):
+    status, raw = _post_until_answered(own_runtime, _job_body(size), chunked, accept_encoding)
+
+    assert status == 413, raw[:500]
+    assert _error_code(raw) == "PAYLOAD_TOO_LARGE"
+    _assert_serves_next_request(own_runtime)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_413_after_whole_body_sent(own_runtime, chunked):
+    """The rest of a body that the Worker rejected unread must not break the next request."""
+    body = _job_body(2 * MIB)
+    if chunked:
+        body = iter([body[start:start + 64 * 1024] for start in range(0, len(body), 64 * 1024)])
+
+    status, headers, raw = _request(own_runtime, "POST", "/jobs", body=body, headers=AUTHORIZATION, chunked=chunked)
+
+    assert status == 413, raw[:500]
+    assert headers["Content-Type"].startswith("application/json")
+    assert _error_code(raw) == "PAYLOAD_TOO_LARGE"
+    _assert_serves_next_request(own_runtime)
+
+
 def test_expect_continue_body_reaches_worker(own_runtime):
     body = json.dumps({"type": "fetch", "target": "expect-continue.png"}).encode()
     headers = {**AUTHORIZATION, "Expect": "100-continue", "Content-Type": "application/json"}
@@ -107,6 +175,16 @@ def test_expect_continue_body_reaches_worker(own_runtime):
 
     assert status == 201, raw
     assert json.loads(raw)["target"] == "expect-continue.png"
+    _assert_serves_next_request(own_runtime)
+
+
+def test_expect_continue_large_body_gets_413(own_runtime):
+    headers = {**AUTHORIZATION, "Expect": "100-continue"}
+
+    status, _, raw = _request(own_runtime, "POST", "/jobs", body=_job_body(2 * MIB), headers=headers)
+
+    assert status == 413, raw[:500]
+    assert _error_code(raw) == "PAYLOAD_TOO_LARGE"
     _assert_serves_next_request(own_runtime)
 
 

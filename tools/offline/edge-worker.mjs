@@ -7,7 +7,9 @@ import { Buffer } from "node:buffer";
 
 export default {
   async fetch(request, env) {
-    return env.OFFLINE_FETCH.fetch(forLoopback(request, env.OFFLINE_EDGE_SETTINGS));
+    const hasBody = request.body !== null;
+    const response = await env.OFFLINE_FETCH.fetch(forLoopback(request, env.OFFLINE_EDGE_SETTINGS));
+    return hasBody ? await readUpToContentLength(response) : response;
   },
 
   async queue(batch, env) {
@@ -67,4 +69,27 @@ function forLoopback(request, { methods, originalKey }) {
     headers,
     cf: { ...request.cf, [originalKey]: original },
   });
+}
+
+// workerd ends a response from the loopback only once the whole request body
+// has gone to Node. So a client that stops sending when an early response
+// arrives (curl does, on a 413) would wait for the response's end forever.
+// fetch-bridge.mjs gives such a response a Content-Length, and its body is
+// read here up to that length and returned as a complete response.
+async function readUpToContentLength(response) {
+  const length = response.headers.get("content-length");
+  // workerd decodes a gzip or br body as it reads, so the length would not match.
+  if (length === null || response.headers.has("content-encoding") || response.body === null) return response;
+
+  const reader = response.body.getReader();
+  const chunks = [];
+  let received = 0;
+  while (received < Number(length)) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    received += value.byteLength;
+  }
+  reader.releaseLock();
+  return new Response(new Blob(chunks), response);
 }

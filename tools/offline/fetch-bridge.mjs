@@ -23,6 +23,11 @@ import { METHODS, STATUS_CODES } from "node:http";
 // undici's forbiddenMethods (lib/web/fetch/constants.js, undici 7.24.8).
 const FETCH_FORBIDDEN_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
 
+// A request whose body is left unread stops being drained after this long
+// without a chunk, because the client has stopped sending (curl does on an
+// early error response), and its connection is closed instead.
+const DRAIN_IDLE_TIMEOUT_MS = 10_000;
+
 /** Settings of the edge worker, passed as a JSON binding: the methods the loopback carries unchanged, and the cf key. */
 export const EDGE_WORKER_SETTINGS = {
   methods: METHODS.filter((method) => !FETCH_FORBIDDEN_METHODS.has(method)),
@@ -40,18 +45,22 @@ export async function handleFetch(incoming, worker, log) {
   const { method, expect, hasBody, contentLength, cf } = originalRequest(incoming);
 
   let response;
+  let body;
   if (FETCH_FORBIDDEN_METHODS.has(method)) {
     response = forbiddenMethodResponse(method);
   } else {
     const headers = new Headers(incoming.headers);
     restoreHeader(headers, "expect", expect);
     restoreHeader(headers, "content-length", contentLength);
+    // An empty body leaves nothing unread on the loopback.
+    const emptyOnLoopback = incoming.headers.get("content-length") === "0";
+    if (hasBody && !emptyOnLoopback) body = new RequestBody(incoming.body, `${method} ${url.pathname}`, log);
     // Miniflare hands over its own Request subclass, whose constructor name
     // ("_Request") the SDK would not recognise as a Request.
     const request = new Request(incoming.url, {
       method,
       headers,
-      body: hasBody ? incoming.body : null,
+      body: hasBody ? (body?.stream ?? incoming.body) : null,
       duplex: "half",
       redirect: incoming.redirect,
     });
@@ -65,6 +74,16 @@ export async function handleFetch(incoming, worker, log) {
       // exception") with status 500; the traceback goes to the log only.
       response = new Response("error code: 1101", { status: 500, headers: { "content-type": "text/plain" } });
     }
+  }
+
+  // The Worker returned its response before it read the whole body, as for
+  // the 413 of an oversized body. The rest still arrives on the loopback
+  // connection, which carries the next request, so it is read and discarded.
+  // The response gets a Content-Length, so that the edge worker can end it
+  // without waiting for the rest of the body (readUpToContentLength).
+  if (body !== undefined && !body.finished) {
+    body.drain();
+    response = await withContentLength(response);
   }
 
   const elapsed = Math.round(performance.now() - started);
@@ -101,4 +120,73 @@ function forbiddenMethodResponse(method) {
     `${method} is not supported by the offline runtime: Node's fetch (undici) rejects CONNECT, TRACE and TRACK, ` +
     "so the request cannot reach the Worker. Cloudflare restricts CONNECT and TRACE at its edge too.\n";
   return new Response(message, { status: 501, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+/**
+ * The body of one request as the Worker reads it: the loopback's stream,
+ * except that the Worker's cancel() reads and discards the rest instead of
+ * closing the loopback connection, which Miniflare's stream would do.
+ */
+class RequestBody {
+  #reader;
+  #requestLine;
+  #log;
+  #draining;
+  finished = false;
+
+  constructor(source, requestLine, log) {
+    this.#reader = source.getReader();
+    this.#requestLine = requestLine;
+    this.#log = log;
+    this.stream = new ReadableStream(
+      {
+        pull: async (controller) => {
+          const { done, value } = await this.#reader.read();
+          if (done) {
+            this.finished = true;
+            controller.close();
+          } else {
+            controller.enqueue(value);
+          }
+        },
+        cancel: () => this.drain(),
+      },
+      // Reads from the loopback only as the Worker reads, as workerd does.
+      { highWaterMark: 0 },
+    );
+  }
+
+  /** Starts reading and discarding the rest of the body in the background, unless that has started already. */
+  drain() {
+    this.#draining ??= this.#discardRest().catch((error) => {
+      this.#log.warn(`${this.#requestLine}: discarding the rest of the request body failed: ${error?.message ?? error}`);
+    });
+  }
+
+  async #discardRest() {
+    while (!this.finished) {
+      let timer;
+      const idle = new Promise((resolve) => {
+        timer = setTimeout(resolve, DRAIN_IDLE_TIMEOUT_MS, "idle");
+      });
+      const chunk = await Promise.race([this.#reader.read(), idle]);
+      clearTimeout(timer);
+      if (chunk === "idle") {
+        // Closes the loopback connection, so workerd opens a new one for the next request.
+        await this.#reader.cancel();
+        return;
+      }
+      if (chunk.done) this.finished = true;
+    }
+  }
+}
+
+async function withContentLength(response) {
+  if (response.body === null || response.headers.has("content-length")) return response;
+  // NOTE: this buffers the whole response, so a Worker that streams a
+  // response without reading the request body first gets it all at once.
+  const content = await response.arrayBuffer();
+  const headers = new Headers(response.headers);
+  headers.set("content-length", String(content.byteLength));
+  return new Response(content, { status: response.status, statusText: response.statusText, headers });
 }

@@ -389,8 +389,6 @@ KNOWN_PROBLEMS = [
     "tried there.",
     "- A target with an unpaired surrogate escape (`\"\\ud800\"`) is accepted, and the job's target is "
     "stored with U+FFFD in its place.",
-    "- The offline runtime only: after a request body of 128 KiB or more is rejected with 413, the next "
-    "request gets `500` with `Error: Network connection lost.` from Miniflare (64 KiB was fine).",
     "- The offline runtime only: with 50 client threads, Node v20.20.2 stopped with `Fatal error ... "
     "unreachable code` in `v8::internal::Deoptimizer::DoComputeBuiltinContinuation` in about half of the "
     "tries, within the first 130 or so POSTs after start, also with the runtime as it was before fault "
