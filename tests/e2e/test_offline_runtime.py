@@ -2,8 +2,8 @@
 
 Each test sends what once broke the runtime or reached the Worker wrongly:
 methods that Node cannot carry, request bodies of megabytes that the Worker
-rejects unread, and ``Expect: 100-continue``. After each request the
-runtime must still serve the next one.
+rejects unread, ``Expect: 100-continue`` and a misspelled ``--var``. After
+each request the runtime must still serve the next one.
 """
 
 import gzip
@@ -18,6 +18,7 @@ from .runtimes import running_runtime
 API_TOKEN = "offline-runtime-token-3b9e"
 AUTHORIZATION = {"Authorization": f"Bearer {API_TOKEN}"}
 MISSPELLED_VAR = "FAILURE_PERCENTAGE"
+DECLARED_VARS = "FAILURE_PERCENT, MAX_ATTEMPTS, RETRY_BASE_DELAY_SECONDS, WORK_DURATION_MS"
 MAX_BODY_BYTES = 16 * 1024
 MIB = 1024 * 1024
 # Each request gets this long; a runtime that hangs fails the test instead of stalling it.
@@ -193,3 +194,25 @@ def test_body_at_limit_still_accepted(own_runtime):
 
     assert status == 201, raw
     _assert_serves_next_request(own_runtime)
+
+
+def test_undeclared_var_warns_with_known_vars(own_runtime):
+    lines = own_runtime.output_tail(500).splitlines()
+    misspelled = [line for line in lines if f"--var {MISSPELLED_VAR}:" in line]
+    token = [line for line in lines if "--var API_TOKEN:" in line]
+
+    assert len(misspelled) == 1, lines
+    assert misspelled[0].startswith("[offline:warn]")
+    assert "did you mean FAILURE_PERCENT?" in misspelled[0]
+    assert f"The vars there are {DECLARED_VARS}." in misspelled[0]
+    assert len(token) == 1, lines
+    assert "did you mean" not in token[0]
+    # E2E_VARS of conftest.py sets declared vars only.
+    assert not [line for line in lines if "--var WORK_DURATION_MS:" in line]
+
+
+def test_undeclared_var_still_set(own_runtime):
+    status, _, raw = _request(own_runtime, "POST", "/jobs", body=_job_body(100))
+
+    assert status == 401, raw
+    assert _error_code(raw) == "UNAUTHORIZED"

@@ -4,7 +4,7 @@
 
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { loadWorkerConfig } from "./config.mjs";
+import { loadWorkerConfig, undeclaredVarWarnings } from "./config.mjs";
 import { FAULTS, parseFaultOptions } from "./faults.mjs";
 import { startRuntime } from "./runtime.mjs";
 
@@ -20,7 +20,8 @@ Options:
   --port PORT         port to listen on; 0 picks a free one (default 8787)
   --config FILE       wrangler configuration (default wrangler.toml)
   --entry FILE        Python entry file instead of wrangler.toml's main
-  --var NAME=VALUE    set a var, overriding wrangler.toml's [vars]; repeatable
+  --var NAME=VALUE    set a var, overriding wrangler.toml's [vars]; repeatable;
+                      a NAME not in [vars] gets a warning and is set anyway
   --persist-to DIR    folder for KV and queue state (default .wrangler/state,
                       next to the configuration file)
   --help              show this text
@@ -116,6 +117,9 @@ async function main() {
   const persistDir = path.resolve(config.projectRoot, options.persistTo ?? path.join(".wrangler", "state"));
   const runtime = await startRuntime({ config, port: options.port, persistDir, faults: options.faults });
 
+  for (const warning of undeclaredVarWarnings(Object.keys(options.vars), config.declaredVars, options.configPath)) {
+    runtime.log.warn(warning);
+  }
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   runtime.log.info(`${config.name}: ${path.relative(process.cwd(), config.entryPath)} started in ${seconds} s, state in ${persistDir}`);
   // The same line wrangler dev prints, without its log prefix, for scripts that wait for it.

@@ -10,7 +10,8 @@ import { parse as parseToml } from "smol-toml";
  *
  * `overrides.vars` replaces vars by name, as `wrangler dev --var` does, and
  * `overrides.entry` replaces `main`. Throws an Error naming the file and the
- * key for anything this runtime cannot run.
+ * key for anything this runtime cannot run. `declaredVars` lists the names in
+ * the file's [vars], without the overrides.
  */
 export function loadWorkerConfig(configPath, overrides = {}) {
   const toml = parseToml(fs.readFileSync(configPath, "utf8"));
@@ -59,6 +60,7 @@ export function loadWorkerConfig(configPath, overrides = {}) {
     };
   });
 
+  const declaredVars = Object.keys(toml.vars ?? {});
   const vars = { ...(toml.vars ?? {}), ...(overrides.vars ?? {}) };
 
   let assets;
@@ -97,6 +99,53 @@ export function loadWorkerConfig(configPath, overrides = {}) {
     producers,
     consumers,
     vars,
+    declaredVars,
     assets,
   };
+}
+
+/**
+ * Returns one warning for each name in `varNames` that `declaredVars` (the
+ * names in [vars] of `configPath`) lacks. Such a var is still set, because
+ * a secret, which wrangler.toml never lists, is given the same way.
+ */
+export function undeclaredVarWarnings(varNames, declaredVars, configPath) {
+  const file = path.basename(configPath);
+  const known = declaredVars.length > 0 ? `The vars there are ${declaredVars.join(", ")}.` : `${file} has no [vars].`;
+  return varNames
+    .filter((name) => !declaredVars.includes(name))
+    .map((name) => {
+      const closest = closestName(name, declaredVars);
+      const suggestion = closest === undefined ? "" : ` (did you mean ${closest}?)`;
+      return `--var ${name}: no var of that name in [vars] of ${file}${suggestion}. ${known} It is set anyway, as a secret would be.`;
+    });
+}
+
+// The declared name nearest to `name` in edit distance, ignoring case, if it
+// is near enough to be a misspelling: at most a third of the name's letters, or 2.
+function closestName(name, candidates) {
+  let best;
+  let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1;
+  for (const candidate of candidates) {
+    const distance = editDistance(name.toUpperCase(), candidate.toUpperCase());
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+// Levenshtein distance: insertions, deletions and substitutions of one character.
+function editDistance(a, b) {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j] + 1, current[j - 1] + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length];
 }
