@@ -2,17 +2,23 @@
 
 Each test sends what once broke the runtime or reached the Worker wrongly:
 methods that Node cannot carry, request bodies of megabytes that the Worker
-rejects unread, ``Expect: 100-continue`` and a misspelled ``--var``. After
-each request the runtime must still serve the next one.
+rejects unread, ``Expect: 100-continue``, a misspelled ``--var`` and a port
+in use. After each request the runtime must still serve the next one.
 """
 
 import gzip
 import http.client
 import json
+import os
 import select
+import shutil
+import signal
+import subprocess
+import tempfile
 
 import pytest
 
+from .conftest import ROOT
 from .runtimes import running_runtime
 
 API_TOKEN = "offline-runtime-token-3b9e"
@@ -23,6 +29,7 @@ MAX_BODY_BYTES = 16 * 1024
 MIB = 1024 * 1024
 # Each request gets this long; a runtime that hangs fails the test instead of stalling it.
 TIMEOUT_SECONDS = 20
+FAILED_START_TIMEOUT_SECONDS = 60
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +223,49 @@ def test_undeclared_var_still_set(own_runtime):
 
     assert status == 401, raw
     assert _error_code(raw) == "UNAUTHORIZED"
+
+
+def _start_on_port(port: int, *options: str) -> subprocess.CompletedProcess:
+    """Start a second runtime on ``port``, which is in use, and return how it exited."""
+    persist_dir = tempfile.mkdtemp(prefix="e2e-port-in-use-")
+    command = ["node", str(ROOT / "tools" / "offline" / "cli.mjs"), "--port", str(port), "--persist-to", persist_dir]
+    process = subprocess.Popen(
+        [*command, *options],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # so a kill reaches its workerd too
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=FAILED_START_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"the runtime on a port in use did not exit within {FAILED_START_TIMEOUT_SECONDS} s:\n{stdout}{stderr}")
+    finally:
+        shutil.rmtree(persist_dir, ignore_errors=True)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def test_port_in_use_message_alone(own_runtime):
+    result = _start_on_port(own_runtime.port)
+    output = result.stdout + result.stderr
+
+    assert result.returncode == 1, output
+    assert output.strip().splitlines()[0] == (
+        f"The offline runtime failed to start: Address already in use (127.0.0.1:{own_runtime.port}). Please check "
+        "that you are not already running a server on this address or specify a different port with --port."
+    )
+    assert len(output.strip().splitlines()) == 1, output
+    _assert_serves_next_request(own_runtime)
+
+
+def test_port_in_use_debug_shows_workerd_output(own_runtime):
+    result = _start_on_port(own_runtime.port, "--debug")
+    output = result.stdout + result.stderr
+
+    assert result.returncode == 1, output
+    assert "kj::Exception" in output
+    assert "ERR_ADDRESS_IN_USE" in output

@@ -24,6 +24,8 @@ Options:
                       a NAME not in [vars] gets a warning and is set anyway
   --persist-to DIR    folder for KV and queue state (default .wrangler/state,
                       next to the configuration file)
+  --debug             on a failed start, also print workerd's output and
+                      the error's stack
   --help              show this text
 
 Fault injection, for reliability tests; every fault is off by default.
@@ -63,6 +65,7 @@ function parseOptions(argv) {
       entry: { type: "string" },
       var: { type: "string", multiple: true, default: [] },
       "persist-to": { type: "string" },
+      debug: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
       "fault-seed": { type: "string" },
       ...Object.fromEntries(Object.keys(FAULTS).map((fault) => [`fault-${fault}`, { type: "string" }])),
@@ -89,8 +92,20 @@ function parseOptions(argv) {
     entry: values.entry === undefined ? undefined : path.resolve(values.entry),
     vars,
     persistTo: values["persist-to"],
+    debug: values.debug,
     faults: parseFaultOptions(values),
   };
+}
+
+// Miniflare's message for a port in use names the address and asks for
+// another --port, so it is printed alone unless --debug is given.
+function reportStartFailure(error, debug) {
+  if (error?.code === "ERR_ADDRESS_IN_USE" && !debug) {
+    console.error(`The offline runtime failed to start: ${error.message}`);
+    return;
+  }
+  for (const line of error?.workerdOutput ?? []) console.error(line);
+  console.error(`The offline runtime failed to start: ${error?.stack ?? error}`);
 }
 
 async function main() {
@@ -115,7 +130,13 @@ async function main() {
 
   const config = loadWorkerConfig(options.configPath, { entry: options.entry, vars: options.vars });
   const persistDir = path.resolve(config.projectRoot, options.persistTo ?? path.join(".wrangler", "state"));
-  const runtime = await startRuntime({ config, port: options.port, persistDir, faults: options.faults });
+  let runtime;
+  try {
+    runtime = await startRuntime({ config, port: options.port, persistDir, faults: options.faults });
+  } catch (error) {
+    reportStartFailure(error, options.debug);
+    process.exit(1);
+  }
 
   for (const warning of undeclaredVarWarnings(Object.keys(options.vars), config.declaredVars, options.configPath)) {
     runtime.log.warn(warning);

@@ -6,15 +6,22 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { EDGE_WORKER_SETTINGS } from "./fetch-bridge.mjs";
+import { WorkerdOutput } from "./workerd-output.mjs";
 
 const EDGE_WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), "edge-worker.mjs");
 const PROBE_WORKER = "offline-compat-probe";
+// How long a failed start waits for workerd's last output lines.
+const WORKERD_EXIT_WAIT_MS = 1000;
 
 /**
  * Starts Miniflare listening on `host`:`port` (0 picks a free port), with KV
  * stored under `persistDir`. `onFetch(request)` and `onQueue(request)` handle
  * the requests of the edge worker's service bindings. Returns the Miniflare instance, its
  * URL, the compatibility flags, and the bindings the Python Worker gets.
+ *
+ * When the port is in use, rejects with Miniflare's ERR_ADDRESS_IN_USE
+ * error, whose `workerdOutput` contains the lines workerd printed, which
+ * are then not printed.
  */
 export async function startPlatform({ config, host, port, persistDir, log, onFetch, onQueue }) {
   // The python_workers flag makes workerd fetch its Pyodide bundle, which
@@ -33,9 +40,11 @@ export async function startPlatform({ config, host, port, persistDir, log, onFet
     ]),
   );
 
+  const workerdOutput = new WorkerdOutput();
   const mf = new Miniflare({
     host,
     port,
+    handleRuntimeStdio: workerdOutput.handle,
     // cf: false keeps Miniflare from downloading request.cf data; requests
     // get its built-in placeholder values instead.
     cf: false,
@@ -89,7 +98,16 @@ export async function startPlatform({ config, host, port, persistDir, log, onFet
     ],
   });
 
-  const url = await mf.ready;
+  let url;
+  try {
+    url = await mf.ready;
+  } catch (error) {
+    const lines = await workerdOutput.heldLines(WORKERD_EXIT_WAIT_MS);
+    if (error?.code === "ERR_ADDRESS_IN_USE") error.workerdOutput = lines;
+    else workerdOutput.started();
+    throw error;
+  }
+  workerdOutput.started();
   const probe = await mf.getWorker(PROBE_WORKER);
   const flags = await (await probe.fetch("http://offline-runtime/")).json();
   Object.assign(flags, pythonFlags(config));
