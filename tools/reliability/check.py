@@ -425,6 +425,11 @@ class Report:
         return Counter(check.end for check in self.checks.values() if check.end is not None)
 
     @property
+    def attempts(self) -> int:
+        """The sum of the checked jobs' attempt counts."""
+        return sum(check.attempts or 0 for check in self.checks.values())
+
+    @property
     def disturbed(self) -> int:
         return sum(1 for check in self.checks.values() if not check.undisturbed)
 

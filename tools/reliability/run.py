@@ -317,12 +317,13 @@ def render(
         "Accepted: responded 201. Completed: done or failed when checked. Lost: accepted, but without a record "
         "or not done or failed by the deadline; it must be 0. Problems: findings of `check.py` (illegal step, "
         "outcome against the failure rule, unexplained error, ...). Stuck: records that are still queued or "
-        "processing although no accepted job owns them. POST latency is over every POST, accepted or not. "
-        "Drain: from the last POST response until every accepted job was done or failed, polled once a second.",
+        "processing although no accepted job owns them. Attempts: the sum of the accepted jobs' attempt counts. "
+        "POST latency is over every POST, accepted or not. Drain: from the last POST response until every "
+        "accepted job was done or failed, polled once a second.",
         "",
         "| scenario | options | posted | accepted | rejected | completed | done | failed: rule / dead letter / no attempts left "
-        "| lost | problems | stuck | faults injected | POST p50 | POST p99 | posting | drain |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| attempts | lost | problems | stuck | faults injected | POST p50 | POST p99 | posting | drain |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         ends = row.report.ends
@@ -335,11 +336,26 @@ def render(
             latency = "- | -"
         lines.append(
             f"| {row.scenario.name} | `{options}` | {row.posted} | {row.accepted} | {format_counts(row.rejected)} "
-            f"| {row.report.completed} | {ends.get(END_DONE, 0)} | {failed} | {lost} | {len(row.errors)} "
+            f"| {row.report.completed} | {ends.get(END_DONE, 0)} | {failed} | {row.report.attempts} | {lost} | {len(row.errors)} "
             f"| {row.stray} | {format_counts(row.injected)} | {latency} "
             f"| {row.post_seconds:.1f} s | {format_seconds(row.drain_seconds)} |"
         )
     notes = [f"- {row.scenario.name}: {row.scenario.note}." for row in rows if row.scenario.note]
+    dead_lettered = sum(row.report.ends.get(END_DEAD_LETTER, 0) for row in rows)
+    if dead_lettered:
+        notes.append(
+            f"- {dead_lettered} jobs in all ended failed through the dead-letter queue. Every delivery that a "
+            "fault cuts short (a failed KV read or write, a crashed invocation, which cuts short every message "
+            "of its batch) uses up one of the message's MAX_ATTEMPTS deliveries. So a job can run out of "
+            "deliveries before the failure rule lets an attempt succeed, and `check.py` does not compare such "
+            "a job with the rule's prediction."
+        )
+    notes.append(
+        "- The drain is bounded by the consumer, not the CPU. Each attempt writes `processing` and then its "
+        "outcome at least a second apart (KV accepts one write a second to a key), and Miniflare settles a "
+        "batch of up to 10 messages only when all of them are done, so a batch takes at least a second. "
+        "A 429 that the store backs off from for 1 or 2 s holds its whole batch that long."
+    )
     problems = [f"- {row.scenario.name}: {error}" for row in rows for error in row.errors[:20]]
     if notes:
         lines += ["", *notes]
@@ -351,6 +367,7 @@ def render(
         "## Bad input",
         "",
         "Each request of `tools/reliability/inputs.py`, also asserted by `tests/e2e/test_bad_input.py`. "
+        "`{job_id}` in a path is the id of a job that exists, and `{JOB_ID}` the same id in upper case. "
         "Cases marked with a known problem are expected to fail until it is fixed. A case on a runtime of "
         "its own must also leave the runtime able to respond to the next request.",
         "",
@@ -369,7 +386,8 @@ def render(
             f"| {'yes' if result.as_expected else 'no'} | {case.known_bug or ''} |"
         )
 
-    lines += ["", "## Known problems", "", *KNOWN_PROBLEMS, ""]
+    lines += ["", "## Known problems", "", *KNOWN_PROBLEMS]
+    lines += ["", "Fixed since these runs found them:", "", *FIXED_PROBLEMS, ""]
     return "\n".join(lines)
 
 
@@ -380,22 +398,31 @@ def _short_path(path: str) -> str:
 KNOWN_PROBLEMS = [
     "- A rejected POST leaves a record that no message moves when the queue send fails and all three tries "
     "to delete the record fail too; the record then stays `queued` until it expires 24 hours later. "
-    "`POST /jobs/:id/retry` has the same gap when all three tries to restore the failed record fail. "
-    "Before commit 008fd90 a single failed delete or restore was enough; the row `queue-send + "
-    "kv-write-500` counts such records as stuck.",
-    "- A body nested 7000 levels deep (it fits in 16 KiB) stops the whole offline runtime, while 6000 "
-    "levels are accepted: `json.loads` overflows the WebAssembly stack before Python's recursion limit "
-    "applies, and Pyodide reports a fatal error. The same Pyodide runs on the platform; this was not "
-    "tried there.",
-    "- A target with an unpaired surrogate escape (`\"\\ud800\"`) is accepted, and the job's target is "
-    "stored with U+FFFD in its place.",
+    "`POST /jobs/:id/retry` has the same gap when all three tries to restore the failed record fail. The "
+    "row `queue-send + kv-write-500` counts such records as stuck.",
+    "- The dead-letter queue's own consumer has no dead-letter queue: a message that fails all its 6 "
+    "deliveries there (KV unavailable for that long, say) is dropped, and its job stays queued or "
+    "processing until the record expires. No run here came close.",
     "- The offline runtime only: with 50 client threads, Node v20.20.2 stopped with `Fatal error ... "
     "unreachable code` in `v8::internal::Deoptimizer::DoComputeBuiltinContinuation` in about half of the "
-    "tries, within the first 130 or so POSTs after start, also with the runtime as it was before fault "
-    "injection was added, and none of three tries with `node --no-opt`. Its workerd child then keeps "
-    "running and holds the port. With 20 or 30 threads, 7 tries of 300 POSTs passed, so this run uses "
-    "20. Reproduction: `npm run dev:offline -- --port 8799 --persist-to /tmp/v8-crash --var "
+    "tries, within the first 130 or so POSTs after start. It did so also with the runtime as it was before "
+    "fault injection was added, and in none of three tries with `node --no-opt`. Its workerd child then "
+    "keeps running and holds the port. With 20 or 30 threads, 7 tries of 300 POSTs passed, so this run "
+    "uses 20. Reproduction: `npm run dev:offline -- --port 8799 --persist-to /tmp/v8-crash --var "
     "WORK_DURATION_MS=20`, then 300 `POST /jobs` from 50 threads at once.",
+]
+
+# Found by these runs and fixed since; the commits that fixed them.
+FIXED_PROBLEMS = [
+    "- c1b6c8b: a body nested 7000 levels deep (it fits in 16 KiB) stopped the whole offline runtime, "
+    "because `json.loads` overflowed the WebAssembly stack before Python's recursion limit applied. A "
+    "target with an unpaired surrogate escape (`\"\\ud800\"`) was accepted and stored with U+FFFD "
+    "in its place.",
+    "- 008fd90: a number of more than 4300 digits in a POST body got `500 INTERNAL_ERROR`. A single failed "
+    "KV delete after a failed queue send left the rejected job's record queued, with no message to move "
+    "it; a single failed restore did the same to a manual retry.",
+    "- fe91354: in the offline runtime, the request after a rejected body of 128 KiB or more got `500` "
+    "with `Error: Network connection lost.` from Miniflare.",
 ]
 
 
