@@ -21,7 +21,8 @@ def test_create_job_answers_201_with_queued_record(client):
     assert body["attempts"] == 0
     assert body["enqueuedAt"] == body["updatedAt"]
     assert body["history"] == [{"status": "queued", "at": body["enqueuedAt"], "attempt": 0}]
-    assert "result" not in body and "error" not in body
+    assert "result" not in body
+    assert "error" not in body
     assert headers["Location"] == f"/jobs/{body['id']}"
 
 

@@ -115,7 +115,7 @@ class JobsApi:
 
     async def _route(self, request: HttpRequest) -> HttpResponse:
         method, path = request.method, request.path
-        # The page in public/ answers "/" where static assets are deployed.
+        # Where static assets are deployed, the page in public/ is served at "/" instead.
         if path in ("/", "/api"):
             _allow(method, ["GET", "HEAD"])
             return json_response(200, _API_DESCRIPTION)
