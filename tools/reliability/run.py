@@ -397,9 +397,13 @@ def _short_path(path: str) -> str:
 
 KNOWN_PROBLEMS = [
     "- A rejected POST leaves a record that no message moves when the queue send fails and all three tries "
-    "to delete the record fail too; the record then stays `queued` until it expires 24 hours later. "
-    "`POST /jobs/:id/retry` has the same gap when all three tries to restore the failed record fail. The "
-    "row `queue-send + kv-write-500` counts such records as stuck.",
+    "to delete the record fail too; the record then stays `queued` until it expires 24 hours later, while "
+    "the 503 says that nothing was kept. `POST /jobs/:id/retry` has the same gap when all three tries to "
+    "restore the failed record fail. The row `queue-send + kv-write-500` counts such records as stuck; "
+    "with a 15 % write failure rate about 1 rejected POST in 300 leaves one. Reproduction: "
+    "`npm run dev:offline -- --port 8799 --persist-to /tmp/stuck --fault-queue-send 1 "
+    "--fault-kv-write-500 0.5 --fault-seed 25` (the first write passes, the next three fail), one "
+    "`POST /jobs`, then `GET /jobs` lists the job as queued for good.",
     "- The dead-letter queue's own consumer has no dead-letter queue: a message that fails all its 6 "
     "deliveries there (KV unavailable for that long, say) is dropped, and its job stays queued or "
     "processing until the record expires. No run here came close.",
@@ -465,9 +469,14 @@ def main() -> int:
     print(f"wrote {arguments.output}")
 
     failures = [row.scenario.name for row in rows if row.lost != 0 or row.errors or row.drain_seconds is None]
+    stuck = [row.scenario.name for row in rows if row.stray]
     if failures:
         print(f"jobs were lost or records broke a rule in: {', '.join(failures)}; the logs are under {work_dir}")
         return 1
+    if stuck:
+        # Not a failure of the run, which only owes the accepted jobs, but worth a look.
+        print(f"records were left queued or processing in: {', '.join(stuck)}; the logs are under {work_dir}")
+        return 0
     shutil.rmtree(work_dir, ignore_errors=True)
     return 0
 
