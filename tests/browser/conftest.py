@@ -8,9 +8,7 @@ Chromium driven by playwright-core through tests/browser/driver.mjs.
 import json
 import os
 import queue
-import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -20,86 +18,35 @@ from pathlib import Path
 
 import pytest
 
+from tools.local_runtime import LocalRuntime, RuntimeStartError, offline_command
+
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("driver.mjs")
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 
 # Short delays: an attempt takes 50 ms and the first backoff 1 s.
 FAST_VARS = {"WORK_DURATION_MS": "50", "RETRY_BASE_DELAY_SECONDS": "1"}
-START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 15
 # Longer than the driver's own 10 s action timeout, so a stuck action is
 # reported by Playwright rather than by this side.
 COMMAND_TIMEOUT_SECONDS = 30
-READY_LINE = re.compile(r"Ready on (http://127\.0\.0\.1:\d+)")
 
 
-class OfflineRuntime:
-    """The offline runtime as a child process; `start()` returns without waiting for it."""
+class OfflineRuntime(LocalRuntime):
+    """The offline runtime on a free port, with its own state folder; `start()` returns without waiting for it."""
 
     def __init__(self, name: str, variables: dict[str, str]):
-        self.name = name
         self.state_dir = Path(tempfile.mkdtemp(prefix=f"browser-{name}-"))
-        self.log_path = self.state_dir / "runtime.log"
-        self.base_url = ""
-        command = ["node", str(ROOT / "tools" / "offline" / "cli.mjs"), "--port", "0"]
-        command += ["--persist-to", str(self.state_dir / "state")]
-        for key, value in variables.items():
-            command += ["--var", f"{key}={value}"]
-        self.command = command
+        command = offline_command(0, self.state_dir / "state", variables)
+        super().__init__(command, self.state_dir / "runtime.log", name=f"{name} offline runtime")
         self.failed_job_id = ""
-        self._process: subprocess.Popen | None = None
-        self._ready = threading.Event()
-        self._lines: list[str] = []
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            self.command,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # a signal then reaches workerd too
-        )
-        threading.Thread(target=self._read_output, daemon=True).start()
 
     def wait_ready(self) -> None:
         """Wait for the Ready line; fail with the runtime's last output if it does not come."""
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not self._ready.wait(0.1):
-            if self._process.poll() is not None:
-                self._fail(f"exited with status {self._process.returncode} before it was ready")
-            if time.monotonic() > deadline:
-                self.stop()
-                self._fail(f"was not ready after {START_TIMEOUT_SECONDS} s")
-
-    def stop(self) -> None:
-        """Stop the runtime with SIGTERM, or SIGKILL after STOP_TIMEOUT_SECONDS."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(STOP_TIMEOUT_SECONDS)
-
-    def _read_output(self) -> None:
-        with self.log_path.open("w") as log:
-            for line in self._process.stdout:
-                log.write(line)
-                log.flush()
-                self._lines.append(line)
-                ready = READY_LINE.search(line)
-                if ready and not self._ready.is_set():
-                    self.base_url = ready.group(1)
-                    self._ready.set()
-
-    def _fail(self, reason: str) -> None:
-        tail = "".join(self._lines[-30:])
-        pytest.fail(f"the {self.name} offline runtime {reason}; log in {self.log_path}; last lines:\n{tail}")
+            super().wait_ready()
+        except RuntimeStartError as error:
+            pytest.fail(str(error))
 
 
 @pytest.fixture(scope="session")

@@ -148,7 +148,7 @@ def run_failed_retry() -> Run:
         # With seed 1 the KV writes succeed, fail, succeed: the retry's own
         # write is stored, the send fails, restoring the failed record fails,
         # and the restore tried again succeeds.
-        runtime.options += ["--fault-queue-send", "1", "--fault-kv-write-500", "0.5", "--fault-seed", "1"]
+        runtime.command += ["--fault-queue-send", "1", "--fault-kv-write-500", "0.5", "--fault-seed", "1"]
         runtime.restart()
         status, _, raw = client.request("POST", f"/jobs/{created['id']}/retry")
         time.sleep(3)

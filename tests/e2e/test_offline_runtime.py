@@ -18,7 +18,8 @@ import tempfile
 
 import pytest
 
-from .conftest import ROOT
+from tools.local_runtime import ROOT, offline_command
+
 from .runtimes import running_runtime
 
 API_TOKEN = "offline-runtime-token-3b9e"
@@ -228,9 +229,9 @@ def test_undeclared_var_still_set(own_runtime):
 def _start_on_port(port: int, *options: str) -> subprocess.CompletedProcess:
     """Start a second runtime on ``port``, which is in use, and return how it exited."""
     persist_dir = tempfile.mkdtemp(prefix="e2e-port-in-use-")
-    command = ["node", str(ROOT / "tools" / "offline" / "cli.mjs"), "--port", str(port), "--persist-to", persist_dir]
+    command = offline_command(port, persist_dir, options=options)
     process = subprocess.Popen(
-        [*command, *options],
+        command,
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

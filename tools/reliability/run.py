@@ -146,7 +146,7 @@ def run_scenario(scenario: Scenario, jobs: int, concurrency: int, drain_timeout:
     options = [option for name, value in FAST_VARS.items() for option in ("--var", f"{name}={value}")]
     options += [*scenario.options, "--fault-seed", SEED]
     runtime = OfflineRuntime(work_dir / scenario.name.replace(" ", "-"), options)
-    print(f"[{scenario.name}] starting the runtime: {shlex.join(runtime.command())}", flush=True)
+    print(f"[{scenario.name}] starting the runtime: {shlex.join(runtime.command)}", flush=True)
     created, rejected, latencies = {}, {}, []
     post_seconds, drain_seconds = 0.0, None
     report, stray, errors = Report({}, []), 0, []
