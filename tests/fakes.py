@@ -51,6 +51,7 @@ class FakeKV:
         self.put_errors: list[Exception] = []
         self.get_errors: list[Exception] = []
         self.delete_errors: list[Exception] = []
+        self.list_errors: list[Exception] = []
         self.put_times: dict[str, list[float]] = {}
 
     async def get(self, key: str) -> str | None:
@@ -88,6 +89,8 @@ class FakeKV:
 
     async def list(self, options: dict[str, Any] | None = None) -> dict[str, Any]:
         self.counts.lists += 1
+        if self.list_errors:
+            raise self.list_errors.pop(0)
         options = options or {}
         prefix = options.get("prefix") or ""
         limit = min(int(options.get("limit") or 1000), 1000)

@@ -298,8 +298,32 @@ def test_delete_after_failed_send_waits_for_write_slot(client):
     assert client.clock.sleeps == [pytest.approx(1.0)]
 
 
-def test_failed_kv_write_is_503_and_sends_nothing(client):
+def test_delete_failing_after_failed_send_names_kept_record(client):
+    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    client.kv.delete_errors.extend([RuntimeError("KV DELETE failed: 500 Internal Server Error")] * 3)
+
+    status, body, _ = client.post_job({"type": "fetch", "target": "a"})
+
+    [key] = client.kv.entries
+    assert status == 503
+    assert body["code"] == "ENQUEUE_FAILED"
+    assert key.removeprefix("job:") in body["error"]
+    assert "will not run" in body["error"]
+    assert client.kv.counts.deletes == 3
+
+
+def test_kv_write_failing_once_is_retried(client):
     client.kv.put_errors.append(RuntimeError("KV PUT failed: 500 Internal Server Error"))
+
+    status, body, _ = client.post_job({"type": "fetch", "target": "a"})
+
+    assert status == 201
+    assert client.kv.record(f"job:{body['id']}")["status"] == "queued"
+    assert len(client.queue.sent) == 1
+
+
+def test_failed_kv_write_is_503_and_sends_nothing(client):
+    client.kv.put_errors.extend([RuntimeError("KV PUT failed: 500 Internal Server Error")] * 3)
 
     status, body, _ = client.post_job({"type": "fetch", "target": "a"})
 
@@ -309,7 +333,7 @@ def test_failed_kv_write_is_503_and_sends_nothing(client):
 
 
 def test_failed_kv_read_is_503(client):
-    client.kv.get_errors.append(RuntimeError("KV GET failed: 500 Internal Server Error"))
+    client.kv.get_errors.extend([RuntimeError("KV GET failed: 500 Internal Server Error")] * 3)
 
     status, body, _ = client.call("GET", "/jobs/00000000-0000-4000-8000-000000000000")
 

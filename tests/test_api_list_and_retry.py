@@ -160,6 +160,30 @@ def test_restore_after_failed_retry_send_is_retried(client):
     assert client.kv.record(f"job:{ALWAYS_FAILS}") == before
 
 
+def test_restore_failing_after_failed_retry_send_says_so(client):
+    store_failed_job(client)
+    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    original_put = client.kv.put
+    calls = []
+
+    # The retry's own write succeeds; all three writes that restore the failed record fail.
+    async def put_failing_after_first(key, value, options=None):
+        calls.append(key)
+        if len(calls) > 1:
+            raise RuntimeError("KV PUT failed: 500 Internal Server Error")
+        await original_put(key, value, options)
+
+    client.kv.put = put_failing_after_first
+
+    status, body, _ = client.call("POST", f"/jobs/{ALWAYS_FAILS}/retry")
+
+    assert status == 503
+    assert body["code"] == "ENQUEUE_FAILED"
+    assert "could not be restored" in body["error"]
+    assert len(calls) == 4
+    assert client.kv.record(f"job:{ALWAYS_FAILS}")["status"] == "queued"
+
+
 def test_retry_whose_send_fails_leaves_job_failed(client):
     store_failed_job(client)
     before = client.kv.record(f"job:{ALWAYS_FAILS}")

@@ -270,8 +270,9 @@ def test_kv_failure_retries_only_that_message():
     pipeline = Pipeline()
     failing_body = pipeline.enqueue(DONE_ON_2)
     healthy_body = pipeline.enqueue(DONE_ON_1)
-    # The batch's first read is the failing message's: gather starts them in order.
-    pipeline.kv.get_errors.append(RuntimeError("KV GET failed: 500 Internal Server Error"))
+    # The batch's first reads are the failing message's: gather starts them in
+    # order, and the fake clock's sleep between its tries yields to no other task.
+    pipeline.kv.get_errors.extend([RuntimeError("KV GET failed: 500 Internal Server Error")] * 3)
     failing, healthy = FakeMessage(failing_body, id="a"), FakeMessage(healthy_body, id="b")
 
     pipeline.deliver(failing, healthy)

@@ -89,14 +89,59 @@ def test_rate_limited_write_gives_up_after_three_tries():
     assert kv.entries == {}
 
 
-def test_other_write_errors_are_not_retried():
+def test_failed_write_backs_off_then_succeeds():
     store, kv, clock = make_store()
-    kv.put_errors.append(RuntimeError("KV PUT failed: 500 Internal Server Error"))
+    kv.put_errors.extend([RuntimeError("KV PUT failed: 500 Internal Server Error")] * 2)
 
-    with pytest.raises(StoreError, match="500"):
+    asyncio.run(store.save(make_job(clock)))
+
+    assert clock.sleeps == [1.0, 2.0]
+    assert store.counts.writes == 3
+    assert kv.record(f"job:{JOB_ID}")["id"] == JOB_ID
+
+
+def test_failed_write_gives_up_after_three_tries():
+    store, kv, clock = make_store()
+    kv.put_errors.extend([RuntimeError("KV PUT failed: 500 Internal Server Error")] * 3)
+
+    with pytest.raises(StoreError, match="after 3 tries: KV PUT failed: 500") as raised:
         asyncio.run(store.save(make_job(clock)))
-    assert store.counts.writes == 1
-    assert clock.sleeps == []
+    assert not isinstance(raised.value, RateLimited)
+    assert store.counts.writes == 3
+    assert kv.entries == {}
+
+
+def test_failed_read_backs_off_then_succeeds():
+    store, kv, clock = make_store()
+    asyncio.run(store.save(make_job(clock)))
+    kv.get_errors.extend([RuntimeError("KV GET failed: 500 Internal Server Error")] * 2)
+
+    loaded = asyncio.run(store.load(JOB_ID))
+
+    assert loaded.id == JOB_ID
+    assert clock.sleeps == [0.1, 0.5]
+    assert store.counts.reads == 3
+
+
+def test_failed_read_gives_up_after_three_tries():
+    store, kv, clock = make_store()
+    kv.get_errors.extend([RuntimeError("KV GET failed: 500 Internal Server Error")] * 3)
+
+    with pytest.raises(StoreError, match="after 3 tries: KV GET failed: 500"):
+        asyncio.run(store.load(JOB_ID))
+    assert store.counts.reads == 3
+
+
+def test_failed_list_backs_off_then_succeeds():
+    store, kv, clock = make_store()
+    asyncio.run(store.save(make_job(clock)))
+    kv.list_errors.append(RuntimeError("KV GET failed: 500 Internal Server Error"))
+
+    page = asyncio.run(store.list_summaries(10))
+
+    assert [summary["id"] for summary in page.summaries] == [JOB_ID]
+    assert clock.sleeps == [0.1]
+    assert store.counts.lists == 2
 
 
 def test_summary_metadata_fits_kv_limit_for_longest_target():

@@ -150,22 +150,32 @@ class JobsApi:
             await self._producer.send(JobMessage.for_job(job).to_body())
         except Exception as error:
             logger.error("job %s: sending its queue message failed: %s", job.id, error)
-            await self._discard(job)
-            raise EnqueueFailed("the job could not be enqueued; nothing was kept, try again") from error
+            if await self._discard(job):
+                raise EnqueueFailed("the job could not be enqueued; nothing was kept, try again") from error
+            raise EnqueueFailed(
+                f"the job could not be enqueued, and its record could not be deleted: job {job.id} "
+                "shows queued until it expires in 24 hours, but will not run; try again"
+            ) from error
 
         logger.info("job %s: created as queued (attempt 0)", job.id)
         return json_response(201, job.to_json(), {"Location": f"/jobs/{job.id}"})
 
-    async def _discard(self, job: Job) -> None:
-        # A record without a message would stay queued until it expires, so it
-        # goes, with retries. If the send failed only on the way back, the
-        # message still arrives and the consumer rebuilds the record from it.
+    async def _discard(self, job: Job) -> bool:
+        """Delete the record of a job that was not enqueued; return whether that worked.
+
+        A record without a message would stay queued until it expires, so it
+        goes. If the send failed only on the way back, the message still
+        arrives and the consumer rebuilds the record from it.
+        """
         try:
-            await self._store.delete(job.id, retry_any_error=True)
+            await self._store.delete(job.id)
         except StoreError as error:
             # NOTE: the record then stays queued, with no message to move it,
-            # until it expires 24 hours after it was written.
+            # until it expires 24 hours after it was written. KV has no
+            # conditional write that would let the send come first safely.
             logger.error("job %s: deleting the record of a job that was not enqueued failed: %s", job.id, error)
+            return False
+        return True
 
     async def _get_job(self, job_id: str) -> HttpResponse:
         job = await self._load(job_id)
@@ -201,21 +211,28 @@ class JobsApi:
             await self._producer.send(JobMessage.for_job(job).to_body())
         except Exception as error:
             logger.error("job %s: sending the retry message failed: %s", job.id, error)
-            await self._restore(failed_record)
-            raise EnqueueFailed("the retry could not be enqueued; the job stays failed, try again") from error
+            if await self._restore(failed_record):
+                raise EnqueueFailed("the retry could not be enqueued; the job stays failed, try again") from error
+            raise EnqueueFailed(
+                "the retry could not be enqueued, and the failed record could not be restored: the job "
+                "shows queued until it expires in 24 hours, but will not run; try again"
+            ) from error
 
         logger.info("job %s: %s -> %s (manual retry after attempt %d)",
                     job.id, transition.from_status.value, transition.to_status.value, transition.attempt)
         return json_response(202, job.to_json())
 
-    async def _restore(self, failed_record: Job) -> None:
+    async def _restore(self, failed_record: Job) -> bool:
+        """Write back the record of a failed job whose retry was not enqueued; return whether that worked."""
         try:
-            await self._store.save(failed_record, retry_any_error=True)
+            await self._store.save(failed_record)
         except StoreError as error:
             # NOTE: the job then shows queued, with no message to move it,
-            # until it expires 24 hours after this write.
+            # until it expires 24 hours after the retry's write.
             logger.error("job %s: restoring the failed record after a failed retry failed; "
                          "it shows queued with no message: %s", failed_record.id, error)
+            return False
+        return True
 
     async def _load(self, job_id: str) -> Job:
         # An id that cannot be a job id costs no KV read.

@@ -21,8 +21,12 @@ KEY_PREFIX = "job:"
 RECORD_TTL_SECONDS = 24 * 60 * 60
 # KV accepts at most one write per second to the same key.
 MIN_SECONDS_BETWEEN_WRITES = 1.0
-# Delays before the second and third try of a write that KV rejected with 429.
-RATE_LIMIT_BACKOFF_SECONDS = (1.0, 2.0)
+# Delays before the second and third try of a failed KV write. Every failure
+# is tried again, not only a 429: a KV 500 is usually gone a moment later, and
+# a failure that reaches the consumer costs the job one of its deliveries.
+WRITE_BACKOFF_SECONDS = (1.0, 2.0)
+# Reads have no per-key rate limit, so a failed read is tried again sooner.
+READ_BACKOFF_SECONDS = (0.1, 0.5)
 # KV rejects metadata over 1024 bytes; a shortened target keeps the summary well below.
 SUMMARY_TARGET_CHARS = 100
 
@@ -32,7 +36,7 @@ class StoreError(Exception):
 
 
 class RateLimited(StoreError):
-    """KV kept rejecting writes to one key with 429 after every backoff."""
+    """KV rejected the last try of a write with 429, after the backoff of WRITE_BACKOFF_SECONDS."""
 
 
 @dataclass
@@ -89,11 +93,7 @@ class JobStore:
     async def load(self, job_id: str) -> Job | None:
         """Read a job record with one KV read; return None when there is none."""
         key = job_key(job_id)
-        self.counts.reads += 1
-        try:
-            text = await self._kv.get(key)
-        except Exception as error:
-            raise StoreError(f"KV read of {key} failed: {error}") from error
+        text = await self._read(f"read of {key}", lambda: self._kv.get(key))
         if text is None:
             return None
 
@@ -105,22 +105,22 @@ class JobStore:
         self._last_write[key] = parse_timestamp(job.updated_at).timestamp() + 0.001
         return job
 
-    async def save(self, job: Job, *, retry_any_error: bool = False) -> None:
+    async def save(self, job: Job) -> None:
         """Write a job record with its summary, a second after the key's last write.
 
-        A write rejected with 429 is tried again after each delay of
-        RATE_LIMIT_BACKOFF_SECONDS; then RateLimited is raised. With
-        ``retry_any_error``, every other failure is tried again the same way.
+        A failed write is tried again after each delay of WRITE_BACKOFF_SECONDS.
+        When the last try fails too, RateLimited is raised for a 429 and
+        StoreError for any other failure.
         """
         key = job_key(job.id)
         value = json.dumps(job.to_json(), ensure_ascii=False, separators=(",", ":"))
         options = {"expirationTtl": RECORD_TTL_SECONDS, "metadata": summarize(job)}
-        await self._write(key, "write", lambda: self._kv.put(key, value, options), retry_any_error)
+        await self._write(key, "write", lambda: self._kv.put(key, value, options))
 
-    async def delete(self, job_id: str, *, retry_any_error: bool = False) -> None:
+    async def delete(self, job_id: str) -> None:
         """Delete a job record, a second after the key's last write, retrying as save() does."""
         key = job_key(job_id)
-        await self._write(key, "delete", lambda: self._kv.delete(key), retry_any_error)
+        await self._write(key, "delete", lambda: self._kv.delete(key))
 
     async def list_summaries(self, limit: int, cursor: str | None = None) -> SummaryPage:
         """List up to ``limit`` jobs with one KV list call, from the summaries in key metadata.
@@ -133,11 +133,7 @@ class JobStore:
         options: dict[str, Any] = {"prefix": KEY_PREFIX, "limit": limit}
         if cursor:
             options["cursor"] = cursor
-        self.counts.lists += 1
-        try:
-            page = await self._kv.list(options)
-        except Exception as error:
-            raise StoreError(f"KV list of {KEY_PREFIX}* failed: {error}") from error
+        page = await self._read(f"list of {KEY_PREFIX}*", lambda: self._kv.list(options), listing=True)
 
         summaries = []
         for key in page["keys"]:
@@ -146,12 +142,25 @@ class JobStore:
         next_cursor = None if page.get("list_complete", True) else page.get("cursor")
         return SummaryPage(summaries, next_cursor or None)
 
-    async def _write(
-        self, key: str, action: str, operation: Callable[[], Awaitable[None]], retry_any_error: bool
-    ) -> None:
+    async def _read(self, description: str, operation: Callable[[], Awaitable[Any]], listing: bool = False) -> Any:
+        """Run a KV get or list with the backoff of READ_BACKOFF_SECONDS, counting every call."""
+        for backoff in (*READ_BACKOFF_SECONDS, None):
+            if listing:
+                self.counts.lists += 1
+            else:
+                self.counts.reads += 1
+            try:
+                return await operation()
+            except Exception as error:
+                if backoff is None:
+                    raise StoreError(f"KV {description} failed after {len(READ_BACKOFF_SECONDS) + 1} tries: {error}") from error
+                logger.warning("KV %s failed (%s); trying again in %.1f s", description, error, backoff)
+                await self._sleep(backoff)
+
+    async def _write(self, key: str, action: str, operation: Callable[[], Awaitable[None]]) -> None:
         """Run a KV put or delete with the key's spacing and backoff, counting every call."""
         await self._wait_for_write_slot(key)
-        for backoff in (*RATE_LIMIT_BACKOFF_SECONDS, None):
+        for backoff in (*WRITE_BACKOFF_SECONDS, None):
             if action == "delete":
                 self.counts.deletes += 1
             else:
@@ -159,11 +168,10 @@ class JobStore:
             try:
                 await operation()
             except Exception as error:
-                rate_limited = _is_rate_limit(error)
-                if backoff is None or not (rate_limited or retry_any_error):
-                    if rate_limited:
+                if backoff is None:
+                    if _is_rate_limit(error):
                         raise RateLimited(f"KV kept rejecting the {action} of {key} with 429: {error}") from error
-                    raise StoreError(f"KV {action} of {key} failed: {error}") from error
+                    raise StoreError(f"KV {action} of {key} failed after {len(WRITE_BACKOFF_SECONDS) + 1} tries: {error}") from error
                 logger.warning("KV %s of %s failed (%s); trying again in %.0f s", action, key, error, backoff)
                 await self._sleep(backoff)
                 continue

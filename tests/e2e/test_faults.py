@@ -248,13 +248,17 @@ def test_rate_limited_write_is_retried(runs, scenario):
 
 
 @pytest.mark.parametrize("scenario", ["kv-write-500"])
-def test_server_error_is_not_rate_limit(runs, scenario):
-    # Without a failed send there is nothing to undo, and only the undo of
-    # a rejected POST tries a write again after a 500.
+def test_server_error_write_is_retried(runs, scenario):
     run = run_of(runs, scenario)
 
-    assert run.injected["kv-write-500"] > 0
-    assert not re.search(RETRY_WARNING.format(status="500"), run.log)
+    assert re.search(RETRY_WARNING.format(status="500"), run.log)
+
+
+@pytest.mark.parametrize("scenario", ["kv-read"])
+def test_failed_read_is_retried(runs, scenario):
+    run = run_of(runs, scenario)
+
+    assert re.search(r"KV read of job:\S+ failed \([^)]*KV GET failed: 500[^)]*\); trying again in 0\.1 s", run.log)
 
 
 @pytest.mark.parametrize("scenario", ["queue-send"])

@@ -397,13 +397,14 @@ def _short_path(path: str) -> str:
 
 KNOWN_PROBLEMS = [
     "- A rejected POST leaves a record that no message moves when the queue send fails and all three tries "
-    "to delete the record fail too; the record then stays `queued` until it expires 24 hours later, while "
-    "the 503 says that nothing was kept. `POST /jobs/:id/retry` has the same gap when all three tries to "
+    "to delete the record fail too; the record then stays `queued` until it expires 24 hours later, and "
+    "the 503 names it. `POST /jobs/:id/retry` has the same gap when all three tries to "
     "restore the failed record fail. The row `queue-send + kv-write-500` counts such records as stuck; "
-    "with a 15 % write failure rate about 1 rejected POST in 300 leaves one. Reproduction: "
+    "with a 15 % write failure rate, an estimated 1 rejected POST in 300 leaves one (0.15 cubed, if "
+    "failures are independent). Reproduction: "
     "`npm run dev:offline -- --port 8799 --persist-to /tmp/stuck --fault-queue-send 1 "
     "--fault-kv-write-500 0.5 --fault-seed 25` (the first write passes, the next three fail), one "
-    "`POST /jobs`, then `GET /jobs` lists the job as queued for good.",
+    "`POST /jobs`, then `GET /jobs` lists the job as queued.",
     "- The dead-letter queue's own consumer has no dead-letter queue: a message that fails all its 6 "
     "deliveries there (KV unavailable for that long, say) is dropped, and its job stays queued or "
     "processing until the record expires. No run here came close.",
