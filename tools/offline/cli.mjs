@@ -2,6 +2,7 @@
 // `npm run dev:offline -- --port 8787`: runs the Python Worker of
 // wrangler.toml locally without the download that wrangler dev needs.
 
+import "./v8-flags.mjs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { loadWorkerConfig, undeclaredVarWarnings } from "./config.mjs";
