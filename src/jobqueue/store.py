@@ -91,7 +91,7 @@ class JobStore:
         self._last_write: dict[str, float] = {}
 
     async def load(self, job_id: str) -> Job | None:
-        """Read a job record with one KV read; return None when there is none."""
+        """Read a job record with one KV read, or up to three when reads fail; return None when there is none."""
         key = job_key(job_id)
         text = await self._read(f"read of {key}", lambda: self._kv.get(key))
         if text is None:
@@ -123,7 +123,7 @@ class JobStore:
         await self._write(key, "delete", lambda: self._kv.delete(key))
 
     async def list_summaries(self, limit: int, cursor: str | None = None) -> SummaryPage:
-        """List up to ``limit`` jobs with one KV list call, from the summaries in key metadata.
+        """List up to ``limit`` jobs with one KV list call (up to three when calls fail), from key metadata.
 
         KV lists keys in lexicographic order and job ids start with a
         descending timestamp, so the newest jobs come first. KV lists are
