@@ -20,7 +20,9 @@ class ApiClient:
         self.queue = FakeQueue()
         self.settings = settings or Settings()
         self.store = JobStore(self.kv, sleep=self.clock.sleep, clock=self.clock.time)
-        self.api = JobsApi(self.store, self.queue, lambda: self.settings, clock=self.clock.utc_now)
+        self.api = JobsApi(
+            self.store, self.queue, lambda: self.settings, clock=self.clock.utc_now, sleep=self.clock.sleep
+        )
         self.headers: dict[str, str] = {}
 
     def call(self, method: str, path: str, body: bytes | str | None = None, query: dict[str, str] | None = None):

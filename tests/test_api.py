@@ -269,7 +269,7 @@ def test_unknown_fields_are_ignored(client):
 
 
 def test_failed_send_is_503_and_leaves_no_record(client):
-    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    client.queue.send_errors.extend([RuntimeError("Queue send failed: 500")] * 3)
 
     status, body, _ = client.post_job({"type": "fetch", "target": "a"})
 
@@ -280,7 +280,7 @@ def test_failed_send_is_503_and_leaves_no_record(client):
 
 
 def test_delete_after_failed_send_is_retried(client):
-    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    client.queue.send_errors.extend([RuntimeError("Queue send failed: 500")] * 3)
     client.kv.delete_errors.append(RuntimeError("KV DELETE failed: 500 Internal Server Error"))
 
     status, _, _ = client.post_job({"type": "fetch", "target": "a"})
@@ -291,15 +291,27 @@ def test_delete_after_failed_send_is_retried(client):
 
 
 def test_delete_after_failed_send_waits_for_write_slot(client):
-    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    client.queue.send_errors.extend([RuntimeError("Queue send failed: 500")] * 3)
 
     client.post_job({"type": "fetch", "target": "a"})
 
-    assert client.clock.sleeps == [pytest.approx(1.0)]
+    # The send backoffs of 0.2 s and 0.5 s, then the rest of the second since the record's write.
+    assert client.clock.sleeps == [0.2, 0.5, pytest.approx(0.3)]
+
+
+def test_send_failing_twice_is_retried(client):
+    client.queue.send_errors.extend([RuntimeError("Queue send failed: 500")] * 2)
+
+    status, body, _ = client.post_job({"type": "fetch", "target": "a"})
+
+    assert status == 201
+    assert [message["jobId"] for message in client.queue.sent] == [body["id"]]
+    assert client.kv.record(f"job:{body['id']}")["status"] == "queued"
+    assert client.clock.sleeps == [0.2, 0.5]
 
 
 def test_delete_failing_after_failed_send_names_kept_record(client):
-    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    client.queue.send_errors.extend([RuntimeError("Queue send failed: 500")] * 3)
     client.kv.delete_errors.extend([RuntimeError("KV DELETE failed: 500 Internal Server Error")] * 3)
 
     status, body, _ = client.post_job({"type": "fetch", "target": "a"})

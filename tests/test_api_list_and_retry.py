@@ -139,7 +139,7 @@ def test_retry_of_unknown_job_is_not_found(client):
 def test_restore_after_failed_retry_send_is_retried(client):
     store_failed_job(client)
     before = client.kv.record(f"job:{ALWAYS_FAILS}")
-    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    client.queue.send_errors.extend([RuntimeError("Queue send failed: 500")] * 3)
     # The retry's own write succeeds; the first write that restores the failed record fails.
     original_put = client.kv.put
     calls = []
@@ -162,7 +162,7 @@ def test_restore_after_failed_retry_send_is_retried(client):
 
 def test_restore_failing_after_failed_retry_send_says_so(client):
     store_failed_job(client)
-    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    client.queue.send_errors.extend([RuntimeError("Queue send failed: 500")] * 3)
     original_put = client.kv.put
     calls = []
 
@@ -187,7 +187,7 @@ def test_restore_failing_after_failed_retry_send_says_so(client):
 def test_retry_whose_send_fails_leaves_job_failed(client):
     store_failed_job(client)
     before = client.kv.record(f"job:{ALWAYS_FAILS}")
-    client.queue.send_errors.append(RuntimeError("Queue send failed: 500"))
+    client.queue.send_errors.extend([RuntimeError("Queue send failed: 500")] * 3)
 
     status, body, _ = client.call("POST", f"/jobs/{ALWAYS_FAILS}/retry")
 

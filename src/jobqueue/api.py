@@ -1,5 +1,6 @@
 """The HTTP API: routes, request handling, and every error turned into a JSON response."""
 
+import asyncio
 import json
 import logging
 import re
@@ -35,6 +36,10 @@ MAX_PAGE_SIZE = 1000  # the maximum number of keys one KV list call returns
 _JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _STATUSES = ", ".join(status.value for status in JobStatus)
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
+# Delays before the second and third try of a queue send. A send that
+# reported a failure may still have been delivered; the consumer acknowledges
+# the second message of an attempt as a duplicate.
+SEND_BACKOFF_SECONDS = (0.2, 0.5)
 
 
 @dataclass
@@ -86,8 +91,10 @@ class JobsApi:
         load_settings: Callable[[], Settings],
         protection: Protection | None = None,
         clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
         self._clock = clock
+        self._sleep = sleep
         self._store = store
         self._producer = producer
         self._load_settings = load_settings
@@ -147,9 +154,9 @@ class JobsApi:
 
         await self._save(job, "storing the new record")
         try:
-            await self._producer.send(JobMessage.for_job(job).to_body())
+            await self._send(job)
         except Exception as error:
-            logger.error("job %s: sending its queue message failed: %s", job.id, error)
+            logger.error("job %s: sending its queue message failed %d times: %s", job.id, len(SEND_BACKOFF_SECONDS) + 1, error)
             if await self._discard(job):
                 raise EnqueueFailed("the job could not be enqueued; nothing was kept, try again") from error
             raise EnqueueFailed(
@@ -159,6 +166,23 @@ class JobsApi:
 
         logger.info("job %s: created as queued (attempt 0)", job.id)
         return json_response(201, job.to_json(), {"Location": f"/jobs/{job.id}"})
+
+    async def _send(self, job: Job) -> None:
+        """Send the job's queue message, trying again after each delay of SEND_BACKOFF_SECONDS.
+
+        Raises the last try's error when every try failed.
+        """
+        body = JobMessage.for_job(job).to_body()
+        for backoff in (*SEND_BACKOFF_SECONDS, None):
+            try:
+                await self._producer.send(body)
+                return
+            except Exception as error:
+                if backoff is None:
+                    raise
+                logger.warning("job %s: sending its queue message failed (%s); trying again in %.1f s",
+                               job.id, error, backoff)
+                await self._sleep(backoff)
 
     async def _discard(self, job: Job) -> bool:
         """Delete the record of a job that was not enqueued; return whether that worked.
@@ -208,9 +232,9 @@ class JobsApi:
         transition = job.retry_manually(self._clock())
         await self._save(job, "storing the manual retry")
         try:
-            await self._producer.send(JobMessage.for_job(job).to_body())
+            await self._send(job)
         except Exception as error:
-            logger.error("job %s: sending the retry message failed: %s", job.id, error)
+            logger.error("job %s: sending the retry message failed %d times: %s", job.id, len(SEND_BACKOFF_SECONDS) + 1, error)
             if await self._restore(failed_record):
                 raise EnqueueFailed("the retry could not be enqueued; the job stays failed, try again") from error
             raise EnqueueFailed(

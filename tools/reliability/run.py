@@ -396,7 +396,7 @@ def _short_path(path: str) -> str:
 
 
 KNOWN_PROBLEMS = [
-    "- A rejected POST leaves a record that no message moves when the queue send fails and all three tries "
+    "- A rejected POST leaves a record that no message moves when all three queue sends fail and all three tries "
     "to delete the record fail too; the record then stays `queued` until it expires 24 hours later, and "
     "the 503 names it. `POST /jobs/:id/retry` has the same gap when all three tries to "
     "restore the failed record fail. The row `queue-send + kv-write-500` counts such records as stuck; "
