@@ -136,21 +136,27 @@ def test_retry_of_unknown_job_is_not_found(client):
     assert body["code"] == "NOT_FOUND"
 
 
+def fail_puts(client, failing: set[int]) -> list[str]:
+    """Make the KV puts with these 1-based numbers fail with a 500; return the keys of all puts made."""
+    original_put = client.kv.put
+    calls = []
+
+    async def put(key, value, options=None):
+        calls.append(key)
+        if len(calls) in failing:
+            raise RuntimeError("KV PUT failed: 500 Internal Server Error")
+        await original_put(key, value, options)
+
+    client.kv.put = put
+    return calls
+
+
 def test_restore_after_failed_retry_send_is_retried(client):
     store_failed_job(client)
     before = client.kv.record(f"job:{ALWAYS_FAILS}")
     client.queue.send_errors.extend([RuntimeError("Queue send failed: 500")] * 3)
     # The retry's own write succeeds; the first write that restores the failed record fails.
-    original_put = client.kv.put
-    calls = []
-
-    async def put_failing_second_time(key, value, options=None):
-        calls.append(key)
-        if len(calls) == 2:
-            raise RuntimeError("KV PUT failed: 500 Internal Server Error")
-        await original_put(key, value, options)
-
-    client.kv.put = put_failing_second_time
+    calls = fail_puts(client, {2})
 
     status, body, _ = client.call("POST", f"/jobs/{ALWAYS_FAILS}/retry")
 
@@ -163,17 +169,8 @@ def test_restore_after_failed_retry_send_is_retried(client):
 def test_restore_failing_after_failed_retry_send_says_so(client):
     store_failed_job(client)
     client.queue.send_errors.extend([RuntimeError("Queue send failed: 500")] * 3)
-    original_put = client.kv.put
-    calls = []
-
     # The retry's own write succeeds; all three writes that restore the failed record fail.
-    async def put_failing_after_first(key, value, options=None):
-        calls.append(key)
-        if len(calls) > 1:
-            raise RuntimeError("KV PUT failed: 500 Internal Server Error")
-        await original_put(key, value, options)
-
-    client.kv.put = put_failing_after_first
+    calls = fail_puts(client, {2, 3, 4})
 
     status, body, _ = client.call("POST", f"/jobs/{ALWAYS_FAILS}/retry")
 

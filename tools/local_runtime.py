@@ -28,7 +28,6 @@ class RuntimeStartError(RuntimeError):
 
     def __init__(self, name: str, reason: str, log_path: Path, output_tail: str):
         super().__init__(f"the {name} {reason}; full log in {log_path}; last lines:\n{output_tail}")
-        self.reason = reason
         self.output_tail = output_tail
 
 

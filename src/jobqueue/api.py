@@ -37,9 +37,10 @@ _JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 _STATUSES = ", ".join(status.value for status in JobStatus)
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
 # Delays before the second and third try of a queue send. A send that
-# reported a failure may still have been delivered; the consumer acknowledges
-# the second message of an attempt as a duplicate.
+# reported a failure may still have been delivered, and then the consumer
+# acknowledges the second message of the same attempt as a duplicate.
 SEND_BACKOFF_SECONDS = (0.2, 0.5)
+SEND_TRIES = len(SEND_BACKOFF_SECONDS) + 1
 
 
 @dataclass
@@ -156,7 +157,7 @@ class JobsApi:
         try:
             await self._send(job)
         except Exception as error:
-            logger.error("job %s: sending its queue message failed %d times: %s", job.id, len(SEND_BACKOFF_SECONDS) + 1, error)
+            logger.error("job %s: sending its queue message failed %d times: %s", job.id, SEND_TRIES, error)
             if await self._discard(job):
                 raise EnqueueFailed("the job could not be enqueued; nothing was kept, try again") from error
             raise EnqueueFailed(
@@ -234,7 +235,7 @@ class JobsApi:
         try:
             await self._send(job)
         except Exception as error:
-            logger.error("job %s: sending the retry message failed %d times: %s", job.id, len(SEND_BACKOFF_SECONDS) + 1, error)
+            logger.error("job %s: sending the retry message failed %d times: %s", job.id, SEND_TRIES, error)
             if await self._restore(failed_record):
                 raise EnqueueFailed("the retry could not be enqueued; the job stays failed, try again") from error
             raise EnqueueFailed(

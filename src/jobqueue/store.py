@@ -153,7 +153,8 @@ class JobStore:
                 return await operation()
             except Exception as error:
                 if backoff is None:
-                    raise StoreError(f"KV {description} failed after {len(READ_BACKOFF_SECONDS) + 1} tries: {error}") from error
+                    tries = len(READ_BACKOFF_SECONDS) + 1
+                    raise StoreError(f"KV {description} failed after {tries} tries: {error}") from error
                 logger.warning("KV %s failed (%s); trying again in %.1f s", description, error, backoff)
                 await self._sleep(backoff)
 
@@ -171,7 +172,8 @@ class JobStore:
                 if backoff is None:
                     if _is_rate_limit(error):
                         raise RateLimited(f"KV kept rejecting the {action} of {key} with 429: {error}") from error
-                    raise StoreError(f"KV {action} of {key} failed after {len(WRITE_BACKOFF_SECONDS) + 1} tries: {error}") from error
+                    tries = len(WRITE_BACKOFF_SECONDS) + 1
+                    raise StoreError(f"KV {action} of {key} failed after {tries} tries: {error}") from error
                 logger.warning("KV %s of %s failed (%s); trying again in %.0f s", action, key, error, backoff)
                 await self._sleep(backoff)
                 continue
